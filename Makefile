@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine:  `make demo` (the main job), `make test`.
+# Both create .venv with everything the project needs when it is absent.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dgm-installed
+EXTRAS ?= train,sim,bags,ros-wheels,test
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint bench-deps bench-datasets clean
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch is pinned (==2.13.0) in setup.py: a CPU wheel; a looser pin pulls CUDA builds.
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dgm demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench-deps: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS),bench]'
+
+bench-datasets: $(STAMP)
+	$(BIN)/python bench/datasets.py --envs Hopper-v5 HalfCheetah-v5 --steps-per-dataset 100000
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Small shared helpers with no third-party dependencies beyond numpy/yaml."""

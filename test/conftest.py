@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Shared fixtures: isolated Minari root, a private ROS 2 domain, hand-built episodes."""
+import os
+
+import numpy as np
+import pytest
+
+from dgm_policy_ros.data.episodes import Episode
+
+# A private DDS domain for this test run, discovery limited to this machine: ROS tests never
+# see (or disturb) other ROS 2 processes.
+os.environ.setdefault('ROS_DOMAIN_ID', str(60 + os.getpid() % 40))
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+
+
+@pytest.fixture(autouse=True)
+def minari_root(tmp_path, monkeypatch):
+    """Every test writes datasets into its own folder."""
+    root = tmp_path / 'minari'
+    monkeypatch.setenv('MINARI_DATASETS_PATH', str(root))
+    return root
+
+
+def make_episode(episode_id=0, steps=5, obs_dim=3, act_dim=2, terminal=False, seed=0,
+                 rewards=None):
+    """An episode whose values encode (episode, step) so gathers can be checked by eye."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps + 1, dtype=np.float32)
+    obs = np.stack([t + 100 * episode_id + d / 10 for d in range(obs_dim)], axis=1)
+    actions = np.clip(rng.normal(size=(steps, act_dim)), -1, 1).astype(np.float32)
+    actions[:, 0] = np.arange(steps) / 100 + episode_id / 10  # decodable (episode, step)
+    r = np.asarray(rewards if rewards is not None else np.arange(1, steps + 1), np.float32)
+    terms = np.zeros(steps, bool)
+    truncs = np.zeros(steps, bool)
+    (terms if terminal else truncs)[-1] = True
+    return Episode(episode_id, obs, actions, r, terms, truncs)
+
+
+@pytest.fixture
+def episodes():
+    return [make_episode(0, steps=5, terminal=True), make_episode(1, steps=3, terminal=False),
+            make_episode(2, steps=7, terminal=False, seed=2)]

@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Typed configs: YAML round trip and clear failures."""
+import dataclasses
+from typing import Optional
+
+import pytest
+
+from dgm_policy_ros.config import Config, ConfigError
+from dgm_policy_ros.sim.collect import CollectConfig, load_recipes
+
+
+@dataclasses.dataclass
+class Inner(Config):
+    width: int = 64
+
+
+@dataclasses.dataclass
+class Outer(Config):
+    name: str
+    rate: float = 0.5
+    layers: list[int] = dataclasses.field(default_factory=lambda: [1, 2])
+    inner: Inner = dataclasses.field(default_factory=Inner)
+    note: Optional[str] = None
+
+    def validate(self):
+        if self.rate <= 0:
+            raise ConfigError('Outer.rate must be > 0')
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = Outer(name='x', rate=2, layers=[3], inner=Inner(width=8), note='n')
+    assert isinstance(cfg.rate, float)
+    assert Outer.from_yaml(cfg.to_yaml()) == cfg
+    cfg.save(tmp_path / 'c.yaml')
+    assert Outer.load(tmp_path / 'c.yaml') == cfg
+    collect = CollectConfig(env='Hopper-v5', out='dgm/hopper/x-v0', steps=10, noise=0.1)
+    assert CollectConfig.from_yaml(collect.to_yaml()) == collect
+
+
+@pytest.mark.parametrize('data,message', [
+    ({'name': 'x', 'rat': 1.0}, r"unknown key\(s\) \['rat'\]"),
+    ({'name': 'x', 'rate': 'fast'}, 'Outer.rate: expected a number'),
+    ({'name': 'x', 'rate': -1.0}, 'Outer.rate must be > 0'),
+    ({'name': 'x', 'inner': {'width': 'wide'}}, 'Inner.width: expected an integer'),
+    ({'rate': 1.0}, 'Outer: .*name'),
+])
+def test_bad_configs_fail_clearly(data, message):
+    with pytest.raises(ConfigError, match=message):
+        Outer.from_dict(data)
+
+
+def test_shipped_recipes_parse():
+    for env in ('Hopper-v5', 'HalfCheetah-v5'):
+        recipes = load_recipes(env)
+        assert {'random', 'medium', 'expert', 'medium-expert', 'mixed'} <= set(recipes)
+        assert recipes['medium-expert'].concat == ['medium', 'expert']
+    with pytest.raises(ConfigError, match='no dataset recipes for Ant-v5'):
+        load_recipes('Ant-v5')
