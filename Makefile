@@ -29,6 +29,8 @@ lint: $(STAMP)
 
 bench-deps: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS),bench]'
+	# --no-deps: d3rlpy pins gymnasium==1.0.0 but runs on ours (see setup.py, 'bench').
+	$(BIN)/python -m pip install --quiet --no-deps d3rlpy==2.8.1
 
 bench-datasets: $(STAMP)
 	$(BIN)/python bench/datasets.py --envs Hopper-v5 HalfCheetah-v5 --steps-per-dataset 100000

@@ -34,8 +34,13 @@ EXTRAS = {
             'stable-baselines3>=2.3', 'tqdm>=4.66'],
     'ros-wheels': ROS_WHEELS,
     'bags': ['rosbags>=0.10'],
-    'bench': ['d3rlpy>=2.6'],
-    'test': ['pytest>=7', 'pytest-timeout>=2.2', 'ruff>=0.5', 'h5py>=3.8'],
+    # d3rlpy 2.8.1 pins gymnasium==1.0.0, which would downgrade the simulator stack the
+    # reference agents were trained on; it runs on gymnasium 1.x, so `make bench-deps`
+    # installs it with --no-deps on top of these, its other requirements.
+    'bench': ['dataclasses-json', 'structlog', 'h5py', 'scikit-learn', 'gym==0.26.2',
+              'narwhals', 'colorama', 'click', 'typing-inspect'],
+    'test': ['pytest>=7', 'pytest-timeout>=2.2', 'ruff>=0.5', 'h5py>=3.8',
+             'colcon-common-extensions'],
 }
 
 setup(

@@ -57,3 +57,24 @@ def test_readme_and_ci_share_the_test_command():
     assert 'make test' in ci and '`make test`' in readme
     assert '`make demo`' in readme
     assert 'colcon build' in readme
+
+
+def test_colcon_build_installs_the_ament_layout(tmp_path):
+    """The package builds with colcon as on a ROS 2 machine (colcon from PyPI here)."""
+    colcon = shutil.which('colcon', path=str(Path(sys.executable).parent))
+    if colcon is None:
+        import pytest
+
+        pytest.skip('colcon not installed (pip install -e .[test] installs it)')
+    src = tmp_path / 'src' / 'dgm_policy_ros'
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        '.venv', '.git', 'build', 'install', 'log', 'data', 'runs', '__pycache__', '*.egg-info'))
+    result = subprocess.run([colcon, 'build', '--packages-select', 'dgm_policy_ros'],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    prefix = tmp_path / 'install' / 'dgm_policy_ros'
+    share = prefix / 'share' / 'dgm_policy_ros'
+    assert (prefix / 'share/ament_index/resource_index/packages/dgm_policy_ros').is_file()
+    assert (share / 'package.xml').is_file()
+    assert (share / 'sim' / 'recipes' / 'd4rl.yaml').is_file()
+    assert (prefix / 'lib' / 'dgm_policy_ros' / 'dgm').is_file()  # `ros2 run dgm_policy_ros dgm`
