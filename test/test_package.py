@@ -78,3 +78,18 @@ def test_colcon_build_installs_the_ament_layout(tmp_path):
     assert (share / 'package.xml').is_file()
     assert (share / 'sim' / 'recipes' / 'd4rl.yaml').is_file()
     assert (prefix / 'lib' / 'dgm_policy_ros' / 'dgm').is_file()  # `ros2 run dgm_policy_ros dgm`
+
+
+def test_no_source_file_is_git_ignored():
+    """An unanchored .gitignore pattern once hid a whole sub-package from fresh clones."""
+    if not (ROOT / '.git').exists() or shutil.which('git') is None:
+        import pytest
+
+        pytest.skip('not a git checkout')
+    sources = [str(p.relative_to(ROOT)) for folder in ('dgm_policy_ros', 'test', 'bench', 'sim',
+                                                       'launch', 'config', 'models')
+               for p in (ROOT / folder).rglob('*') if p.is_file() and '__pycache__' not in
+               p.parts]
+    result = subprocess.run(['git', 'check-ignore', '--stdin'], input='\n'.join(sources),
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == '', f'git ignores source files: {result.stdout}'
