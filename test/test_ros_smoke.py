@@ -63,4 +63,8 @@ def test_publish_subscribe_round_trip_between_processes():
     finally:
         rclpy.try_shutdown()
         echo.terminate()
-        echo.wait(10)
+        try:
+            echo.wait(10)
+        except subprocess.TimeoutExpired:  # DDS teardown can stall under load: not our test
+            echo.kill()
+            echo.wait(10)

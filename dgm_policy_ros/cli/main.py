@@ -113,6 +113,37 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from dgm_policy_ros.training.trainer import TrainConfig, Trainer
+
+    overrides = {k: v for k, v in {
+        'algo': args.algo, 'dataset': args.dataset, 'out': args.out, 'steps': args.steps,
+        'seed': args.seed, 'eval_every': args.eval_every, 'eval_episodes': args.eval_episodes,
+        'checkpoint_every': args.checkpoint_every, 'threads': args.threads,
+    }.items() if v is not None}
+    data: dict = {}
+    if args.config:
+        data = yaml.safe_load(open(args.config)) or {}
+        if 'algo_config' not in data and 'algo' not in data:
+            data = {'algo_config': data}  # a file of algorithm hyper-parameters only
+    data.update(overrides)
+    if args.quiet:
+        data['progress'] = False
+    if args.resume and args.out and not args.algo:
+        from pathlib import Path
+
+        from dgm_policy_ros.training.trainer import _read_yaml
+
+        data = {**_read_yaml(Path(args.out) / 'config.yaml'), **overrides}
+    cfg = TrainConfig.from_dict(data)
+    result = Trainer(cfg, resume=args.resume).run()
+    if int(os.environ.get('RANK', '0')) == 0:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from dgm_policy_ros.demo import run_data_pipeline_demo
 
@@ -190,6 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = add('score', _cmd_score, 'D4RL-style normalized score of episode returns.')
     p.add_argument('--env', required=True)
     p.add_argument('returns', type=float, nargs='+')
+
+    p = add('train', _cmd_train,
+            'Train a policy offline on a Minari dataset (checkpoints, resume, logs, eval).')
+    p.add_argument('--algo', help='algorithm name (bc, td3bc, bcq, cvae_bc, gan_bc, flow_bc)')
+    p.add_argument('--dataset', help='Minari id or dataset folder')
+    p.add_argument('--steps', type=int, help='gradient steps (default 100000)')
+    p.add_argument('--config', help='YAML: a TrainConfig, or just algorithm hyper-parameters')
+    p.add_argument('--seed', type=int)
+    p.add_argument('--out', required=True, help='run folder, e.g. runs/hopper-medium-bc')
+    p.add_argument('--resume', action='store_true', help='continue the run in --out')
+    p.add_argument('--eval-every', type=int, help='gradient steps between MuJoCo evaluations')
+    p.add_argument('--eval-episodes', type=int)
+    p.add_argument('--checkpoint-every', type=int)
+    p.add_argument('--threads', type=int, help='torch threads per process (default 1)')
+    p.add_argument('--quiet', action='store_true')
+    _add_data_dir(p)
 
     p = add('demo', _cmd_demo, "The README's main job (today: the data pipeline end to end).")
     p.add_argument('--out', default='data/demo', help='folder for the demo datasets')

@@ -9,13 +9,13 @@ folder and moved into place only when complete, so a crash never leaves half a d
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 import json
 import os
+from pathlib import Path
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -228,7 +228,8 @@ def concatenate(dataset_id: str, sources: Iterable[str | os.PathLike], *,
     loaded = [load_dataset(s) for s in sources]
     env_ids = {d.env_id for d in loaded}
     if len(env_ids) != 1:
-        raise DatasetError(f'cannot concatenate datasets of different envs {sorted(map(str, env_ids))}')
+        raise DatasetError('cannot concatenate datasets of different envs '
+                           f'{sorted(map(str, env_ids))}')
     episodes = [ep for d in loaded for ep in d.episodes]
     returns = np.array([ep.total_return for ep in episodes])
     provenance = {

@@ -7,8 +7,8 @@ with the same numbers.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+import json
 from pathlib import Path
 from typing import Sequence
 

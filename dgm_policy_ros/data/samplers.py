@@ -111,7 +111,8 @@ class ChunkSampler(_Seeded):
         self.horizon, self.n_obs_steps, self.batch_size = horizon, n_obs_steps, batch_size
         self.data = flatten_episodes(episodes)
         self._first = np.repeat(self.data.episode_starts, self.data.episode_lengths)
-        self._last = self._first + np.repeat(self.data.episode_lengths, self.data.episode_lengths) - 1
+        lengths = np.repeat(self.data.episode_lengths, self.data.episode_lengths)
+        self._last = self._first + lengths - 1
 
     def starting_at(self, starts: np.ndarray) -> Batch:
         starts = np.asarray(starts, dtype=np.int64)

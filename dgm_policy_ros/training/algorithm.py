@@ -1,0 +1,194 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The contract every policy family implements, so one trainer, one exporter and one runner
+serve them all.
+
+- a typed config (:class:`AlgoConfig` subclass) that round-trips to YAML;
+- ``update(batch) -> {loss name: value}``: one gradient step;
+- ``act(obs, *noise) -> actions (B, H, A)``: the inference graph, pure tensor ops, every
+  source of randomness an explicit input; H is the action-chunk length (1 for single actions);
+- ``predict(obs) -> numpy (B, H, A)``: ``act`` with noise drawn as the runner draws it;
+- ``export_module()``: a tensor-only ``nn.Module`` around ``act`` for ONNX export, with the
+  observation normalization and action scaling baked in.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from dgm_policy_ros.config import Config, ConfigError
+from dgm_policy_ros.data.episodes import Episode
+from dgm_policy_ros.data.normalization import NormalizationStats
+from dgm_policy_ros.data.samplers import ChunkSampler, SequenceSampler, TransitionSampler
+from dgm_policy_ros.networks import ActionScaler, ObsNormalizer
+
+
+@dataclasses.dataclass
+class AlgoConfig(Config):
+    """Hyper-parameters shared by every algorithm; subclasses add their own."""
+
+    batch_size: int = 256
+    hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
+    lr: float = 3e-4
+
+    def validate(self) -> None:
+        name = type(self).__name__
+        if self.batch_size < 1:
+            raise ConfigError(f'{name}.batch_size must be >= 1, got {self.batch_size}')
+        if not self.hidden or min(self.hidden) < 1:
+            raise ConfigError(f'{name}.hidden must be a non-empty list of positive widths, '
+                              f'got {self.hidden}')
+        if not self.lr > 0:
+            raise ConfigError(f'{name}.lr must be > 0, got {self.lr}')
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know about its data: sizes, normalization, action bounds."""
+
+    obs_dim: int
+    act_dim: int
+    stats: NormalizationStats
+    act_low: np.ndarray
+    act_high: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseSpec:
+    """An explicit noise input of the inference graph (shape without the batch dimension).
+
+    ``distribution`` says how the runner draws it: ``normal`` (standard normal, clipped to
+    ``clip`` when set) or ``zeros`` (the distribution's mode; deterministic).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    distribution: str = 'normal'
+    clip: float | None = None
+
+    def draw(self, batch: int, rng: np.random.Generator) -> np.ndarray:
+        shape = (batch, *self.shape)
+        if self.distribution == 'zeros':
+            return np.zeros(shape, np.float32)
+        noise = rng.standard_normal(shape).astype(np.float32)
+        return np.clip(noise, -self.clip, self.clip) if self.clip else noise
+
+    def to_dict(self) -> dict[str, Any]:
+        return {'name': self.name, 'shape': list(self.shape),
+                'distribution': self.distribution, 'clip': self.clip}
+
+
+class Algorithm(nn.Module):
+    """Base class of every policy. Subclasses set the class attributes and implement
+    ``act``, ``update`` and ``optimizers``."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]  # baseline | vae | gan | flow | transformer | diffusion
+    config_class: ClassVar[type[AlgoConfig]] = AlgoConfig
+    sampler_kind: ClassVar[str] = 'transitions'  # transitions | chunks | sequences
+    ddp_modules: ClassVar[tuple[str, ...]] = ()  # sub-modules wrapped by DDP under torchrun
+    monitored_loss: ClassVar[str] = 'loss'  # the loss that must fall (tests, benchmarks)
+
+    def __init__(self, cfg: AlgoConfig, spec: DataSpec) -> None:
+        super().__init__()
+        if not isinstance(cfg, self.config_class):
+            raise ConfigError(f'{self.name} needs a {self.config_class.__name__}, '
+                              f'got {type(cfg).__name__}')
+        self.cfg, self.spec = cfg, spec
+        self.obs_norm = ObsNormalizer(spec.stats.obs_mean, spec.stats.obs_std)
+        self.act_scale = ActionScaler(spec.act_low, spec.act_high)
+        self._ddp: dict[str, nn.Module] = {}
+
+    # -- shape of the policy's output -------------------------------------------------
+    @property
+    def chunk_size(self) -> int:
+        """Actions per inference (H); 1 for single-step policies."""
+        return 1
+
+    @property
+    def n_action_steps(self) -> int:
+        """How many actions of each chunk are executed before the next inference."""
+        return 1
+
+    def noise_specs(self) -> list[NoiseSpec]:
+        return []
+
+    # -- to implement ---------------------------------------------------------------
+    def act(self, obs: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    # -- provided -------------------------------------------------------------------
+    def make_sampler(self, episodes: Sequence[Episode], seed: int):
+        if self.sampler_kind == 'transitions':
+            return TransitionSampler(episodes, self.cfg.batch_size, seed)
+        if self.sampler_kind == 'chunks':
+            return ChunkSampler(episodes, self.chunk_size, self.cfg.batch_size,
+                                getattr(self.cfg, 'n_obs_steps', 1), seed)
+        if self.sampler_kind == 'sequences':
+            return SequenceSampler(episodes, getattr(self.cfg, 'context', 20),
+                                   self.cfg.batch_size, seed)
+        raise ConfigError(f'unknown sampler kind {self.sampler_kind!r}')
+
+    def draw_noise(self, batch: int, rng: np.random.Generator) -> list[np.ndarray]:
+        return [spec.draw(batch, rng) for spec in self.noise_specs()]
+
+    @torch.no_grad()
+    def predict(self, obs: np.ndarray, noise: Sequence[np.ndarray] | None = None,
+                rng: np.random.Generator | None = None) -> np.ndarray:
+        """Actions (B, H, A) in the robot's units for raw observations (B, obs_dim)."""
+        obs = np.asarray(obs, dtype=np.float32)
+        if obs.ndim == 1:
+            obs = obs[None]
+        if noise is None:
+            noise = self.draw_noise(obs.shape[0], rng or np.random.default_rng())
+        was_training = self.training
+        self.eval()
+        try:
+            out = self.act(torch.from_numpy(obs), *[torch.as_tensor(n) for n in noise])
+        finally:
+            self.train(was_training)
+        return out.numpy()
+
+    def export_module(self) -> nn.Module:
+        return ExportModule(self)
+
+    def wrapped(self, name: str) -> nn.Module:
+        """The sub-module to call in ``update``: its DDP wrapper under torchrun."""
+        return self._ddp.get(name) or getattr(self, name)
+
+    def enable_ddp(self) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not self.ddp_modules:
+            raise ConfigError(f'{self.name} does not support multi-process training yet')
+        for name in self.ddp_modules:
+            # Kept outside the module registry so state_dict keys stay the same.
+            self._ddp[name] = DistributedDataParallel(getattr(self, name))
+
+    def unit_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Dataset actions mapped to [-1, 1] (clamped: data may touch the bounds)."""
+        return self.act_scale.to_unit(actions).clamp(-1.0, 1.0)
+
+
+class ExportModule(nn.Module):
+    """``forward(obs, *noise) -> actions (B, H, A)``: what goes into the ONNX graph."""
+
+    def __init__(self, algorithm: Algorithm) -> None:
+        super().__init__()
+        self.algorithm = algorithm
+
+    def forward(self, obs: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
+        return self.algorithm.act(obs, *noise)
+
+
+def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}

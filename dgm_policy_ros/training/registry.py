@@ -1,0 +1,24 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Algorithm name -> class. Explicit on purpose: one line per algorithm, imported on use."""
+from __future__ import annotations
+
+import importlib
+
+from dgm_policy_ros.config import ConfigError
+
+ALGORITHMS: dict[str, str] = {
+    'bc': 'dgm_policy_ros.policies.bc:BC',
+    'td3bc': 'dgm_policy_ros.policies.td3bc:TD3BC',
+    'bcq': 'dgm_policy_ros.policies.bcq:BCQ',
+    'cvae_bc': 'dgm_policy_ros.policies.cvae_bc:CVAEBC',
+    'gan_bc': 'dgm_policy_ros.policies.gan_bc:GANBC',
+    'flow_bc': 'dgm_policy_ros.policies.flow_bc:FlowBC',
+}
+
+
+def get_algorithm(name: str):
+    try:
+        module_name, class_name = ALGORITHMS[name].split(':')
+    except KeyError:
+        raise ConfigError(f'unknown algorithm {name!r}; known: {sorted(ALGORITHMS)}') from None
+    return getattr(importlib.import_module(module_name), class_name)

@@ -1,0 +1,270 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``dgm train``: one training loop for every registered algorithm.
+
+A run folder holds ``config.yaml`` (the run and algorithm configs), ``spec.json`` (sizes,
+normalization, action bounds, dataset), ``checkpoints/`` (resumable state), ``metrics.csv`` and
+``tensorboard/`` (losses and evaluations), ``model.safetensors`` (final weights) and
+``learning_curve.png``. ``--resume`` continues a killed run from its last checkpoint and ends
+with the same parameters an uninterrupted run would have.
+
+Multi-process: started by ``torchrun`` (WORLD_SIZE > 1), ranks train DDP-wrapped modules on
+different batches with gloo; rank 0 writes everything.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+import time
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from dgm_policy_ros.config import Config, ConfigError
+from dgm_policy_ros.data.minari_io import LoadedDataset, load_dataset
+from dgm_policy_ros.data.normalization import DatasetSplit, NormalizationStats
+from dgm_policy_ros.training.algorithm import Algorithm, DataSpec, to_tensors
+from dgm_policy_ros.training.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from dgm_policy_ros.training.logger import RunLogger, plot_learning_curve
+from dgm_policy_ros.training.registry import get_algorithm
+from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_yaml
+
+
+@dataclasses.dataclass
+class TrainConfig(Config):
+    algo: str
+    dataset: str
+    out: str
+    steps: int = 100_000
+    seed: int = 0
+    eval_every: int = 10_000  # 0: evaluate only at the end; -1: never
+    eval_episodes: int = 10
+    eval_env: Optional[str] = None  # default: the dataset's environment
+    checkpoint_every: int = 5_000
+    log_every: int = 250
+    val_fraction: float = 0.0
+    threads: int = 1  # torch intra-op threads per process
+    tensorboard: bool = True
+    progress: bool = True
+    algo_config: dict = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        get_algorithm(self.algo)  # unknown names fail here, with the list of known ones
+        for name in ('steps', 'checkpoint_every', 'log_every', 'eval_episodes', 'threads'):
+            if getattr(self, name) < 1:
+                raise ConfigError(f'TrainConfig.{name} must be >= 1, got {getattr(self, name)}')
+        if self.eval_every < -1:
+            raise ConfigError('TrainConfig.eval_every must be >= -1')
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError('TrainConfig.val_fraction must be in [0, 1)')
+
+    def algorithm_config(self):
+        return get_algorithm(self.algo).config_class.from_dict(self.algo_config)
+
+
+def _spec_to_dict(spec: DataSpec) -> dict[str, Any]:
+    return {'obs_dim': spec.obs_dim, 'act_dim': spec.act_dim, 'stats': spec.stats.to_dict(),
+            'act_low': spec.act_low.tolist(), 'act_high': spec.act_high.tolist()}
+
+
+def spec_from_dict(data: dict[str, Any]) -> DataSpec:
+    return DataSpec(int(data['obs_dim']), int(data['act_dim']),
+                    NormalizationStats.from_dict(data['stats']),
+                    np.asarray(data['act_low'], np.float32),
+                    np.asarray(data['act_high'], np.float32))
+
+
+def load_run(run_dir: str | os.PathLike, weights: str = 'model.safetensors'
+             ) -> tuple[Algorithm, TrainConfig, dict[str, Any]]:
+    """Rebuild a trained algorithm from its run folder (for export and evaluation)."""
+    run_dir = Path(run_dir)
+    cfg = TrainConfig.from_dict(_read_yaml(run_dir / 'config.yaml'))
+    info = json.loads((run_dir / 'spec.json').read_text())
+    algo = get_algorithm(cfg.algo)(cfg.algorithm_config(), spec_from_dict(info['spec']))
+    path = run_dir / weights
+    if not path.is_file():
+        ckpt = json.loads((run_dir / 'checkpoints' / 'latest.json').read_text())
+        path = run_dir / 'checkpoints' / ckpt['weights']
+    load_weights(path, algo)
+    algo.eval()
+    return algo, cfg, info
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f'{path} not found: not a training run folder')
+    return yaml.safe_load(path.read_text())
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out)
+        self.resume = resume
+        self.world_size = int(os.environ.get('WORLD_SIZE', '1'))
+        self.rank = int(os.environ.get('RANK', '0'))
+
+    # ------------------------------------------------------------------ set-up
+    def _check_resume(self) -> None:
+        saved = self.run_dir / 'config.yaml'
+        if self.resume:
+            if not saved.is_file():
+                raise ConfigError(f'--resume: {self.run_dir} has no config.yaml')
+            old = TrainConfig.from_dict(_read_yaml(saved))
+            keys = ('algo', 'dataset', 'seed', 'algo_config', 'val_fraction', 'checkpoint_every')
+            diff = [k for k in keys if getattr(old, k) != getattr(self.cfg, k)]
+            if diff:
+                raise ConfigError(f'--resume: the run was started with different {diff}')
+        elif (self.run_dir / 'checkpoints' / 'latest.json').is_file():
+            raise ConfigError(f'{self.run_dir} already holds a run: pass --resume to continue '
+                              'it or choose another --out')
+
+    def _data(self) -> tuple[LoadedDataset, DatasetSplit, DataSpec]:
+        ds = load_dataset(self.cfg.dataset)
+        split = DatasetSplit.load_or_create(ds.path, ds.episodes, self.cfg.val_fraction,
+                                            self.cfg.seed)
+        low, high = ds.action_bounds
+        spec = DataSpec(ds.obs_dim, ds.act_dim, split.stats, low, high)
+        return ds, split, spec
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        torch.set_num_threads(cfg.threads)
+        distributed = self.world_size > 1
+        if distributed:
+            torch.distributed.init_process_group('gloo')
+        try:
+            return self._run(distributed)
+        finally:
+            if distributed:
+                torch.distributed.destroy_process_group()
+
+    def _run(self, distributed: bool) -> dict[str, Any]:
+        cfg = self.cfg
+        lead = self.rank == 0
+        self._check_resume()
+        torch.manual_seed(cfg.seed)
+        ds, split, spec = self._data()
+        algo_cfg = cfg.algorithm_config()
+        algo: Algorithm = get_algorithm(cfg.algo)(algo_cfg, spec)
+        train_eps = [ds.episodes[i] for i in split.train_episodes]
+        sampler = algo.make_sampler(train_eps, cfg.seed + 7 * self.rank)
+        if distributed:
+            algo.enable_ddp()
+        env_id = cfg.eval_env or ds.env_id
+        start = 0
+        ckpt_dir = self.run_dir / 'checkpoints'
+        if self.resume:
+            meta = load_checkpoint(ckpt_dir, algo, algo.optimizers())
+            start = int(meta['step'])
+            sampler.set_state(meta['extra']['sampler_state'][str(self.rank)]
+                              if str(self.rank) in meta['extra']['sampler_state']
+                              else meta['extra']['sampler_state']['0'])
+        if lead:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_yaml(self.run_dir / 'config.yaml', cfg.to_dict())
+            atomic_write_json(self.run_dir / 'spec.json', {
+                'spec': _spec_to_dict(spec), 'dataset_id': ds.dataset_id, 'env_id': env_id,
+                'algo': cfg.algo, 'family': algo.family, 'chunk_size': algo.chunk_size,
+                'n_action_steps': algo.n_action_steps,
+                'noise_inputs': [n.to_dict() for n in algo.noise_specs()],
+                'algo_config': algo_cfg.to_dict(), 'world_size': self.world_size})
+        logger = RunLogger(self.run_dir, resume_step=start if self.resume else None,
+                           tensorboard=cfg.tensorboard) if lead else None
+        bar = self._progress(start, lead)
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        started = time.perf_counter()
+        last_eval: dict[str, float] = {}
+        algo.train()
+        try:
+            for step in range(start + 1, cfg.steps + 1):
+                losses = algo.update(to_tensors(sampler.sample()))
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                    counts[k] = counts.get(k, 0) + 1
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    means = {f'train/{k}': sums[k] / counts[k] for k in sums}
+                    for k, v in means.items():
+                        if not np.isfinite(v):
+                            raise FloatingPointError(f'{k} became {v} at step {step}')
+                    elapsed = time.perf_counter() - started
+                    means['train/steps_per_s'] = (step - start) / max(elapsed, 1e-9)
+                    if logger:
+                        logger.log(step, means)
+                    bar.set_postfix({k.split('/')[-1]: f'{v:.3g}' for k, v in means.items()})
+                    sums, counts = {}, {}
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    self._checkpoint(ckpt_dir, step, algo, sampler, lead)
+                if env_id and lead and self._eval_due(step):
+                    last_eval = self._evaluate(algo, env_id, step)
+                    if logger:
+                        logger.log(step, {f'eval/{k}': v for k, v in last_eval.items()})
+        finally:
+            bar.close()
+            if logger:
+                logger.close()
+        wall = time.perf_counter() - started
+        result = {'steps': cfg.steps, 'resumed_from': start, 'wall_s': wall,
+                  'steps_per_s': (cfg.steps - start) / max(wall, 1e-9), **last_eval}
+        if lead:
+            from safetensors.torch import save
+
+            atomic_write_bytes(self.run_dir / 'model.safetensors',
+                               save({k: v.contiguous() for k, v in algo.state_dict().items()}))
+            atomic_write_json(self.run_dir / 'result.json', result)
+            plot_learning_curve(self.run_dir, f'{cfg.algo} on {ds.dataset_id}')
+        if distributed:
+            self._write_rank_digest(algo)
+        return result
+
+    def _eval_due(self, step: int) -> bool:
+        every = self.cfg.eval_every
+        if every < 0:
+            return False
+        return step == self.cfg.steps or (every > 0 and step % every == 0)
+
+    def _evaluate(self, algo: Algorithm, env_id: str, step: int) -> dict[str, float]:
+        from dgm_policy_ros.sim.evaluate import evaluate
+
+        # Evaluation draws its noise from its own generator: it never perturbs the training
+        # RNG streams, so evaluating does not change what a resumed run computes.
+        rng = np.random.default_rng(self.cfg.seed + step)
+        result = evaluate(lambda obs: algo.predict(obs, rng=rng), env_id,
+                          self.cfg.eval_episodes, seed=10_000 + self.cfg.seed,
+                          n_action_steps=algo.n_action_steps)
+        algo.train()
+        return result.summary()
+
+    def _checkpoint(self, folder: Path, step: int, algo: Algorithm, sampler, lead: bool) -> None:
+        states = [sampler.get_state()]
+        if torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * self.world_size
+            torch.distributed.all_gather_object(gathered, sampler.get_state())
+            states = gathered
+        if lead:
+            save_checkpoint(folder, step, algo, algo.optimizers(),
+                            extra={'sampler_state': {str(i): s for i, s in enumerate(states)}})
+
+    def _write_rank_digest(self, algo: Algorithm) -> None:
+        """Each rank records a digest of its parameters: DDP keeps them identical."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for _, value in sorted(algo.state_dict().items()):
+            digest.update(value.detach().cpu().numpy().tobytes())
+        atomic_write_json(self.run_dir / f'rank{self.rank}_params.json',
+                          {'rank': self.rank, 'world_size': self.world_size,
+                           'sha256': digest.hexdigest()})
+
+    def _progress(self, start: int, lead: bool):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.cfg.steps, initial=start, unit='step', dynamic_ncols=True,
+                    disable=not (lead and self.cfg.progress), mininterval=1.0)

@@ -1,0 +1,252 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The shared family tester: every registered algorithm meets the same contract."""
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from dgm_policy_ros.config import ConfigError
+from dgm_policy_ros.data import Episode, minari_io
+from dgm_policy_ros.data.normalization import DatasetSplit
+from dgm_policy_ros.training.algorithm import DataSpec, to_tensors
+from dgm_policy_ros.training.registry import ALGORITHMS, get_algorithm
+from dgm_policy_ros.training.trainer import TrainConfig, Trainer, load_run
+
+LOW = np.array([-1.0, -2.0], np.float32)
+HIGH = np.array([1.0, 0.5], np.float32)
+OBS_DIM = 4
+# Small, fast settings per algorithm (the defaults are sized for MuJoCo benchmarks).
+SMALL = {'batch_size': 64, 'hidden': [64, 64]}
+
+
+def _expert(obs):
+    """A smooth deterministic 'behaviour policy' inside the asymmetric bounds."""
+    unit = np.tanh(obs[..., :2] * [0.8, -0.6] + obs[..., 2:] * [0.3, 0.5])
+    return (LOW + (unit + 1) / 2 * (HIGH - LOW)).astype(np.float32)
+
+
+def _episodes(n=12, steps=40, seed=0):
+    rng = np.random.default_rng(seed)
+    eps = []
+    for i in range(n):
+        obs = np.cumsum(rng.normal(0, 0.3, size=(steps + 1, OBS_DIM)), 0).astype(np.float32)
+        act = _expert(obs[:-1]) + rng.normal(0, 0.02, size=(steps, 2)).astype(np.float32)
+        act = np.clip(act, LOW, HIGH)
+        rew = -np.abs(obs[1:, 0]).astype(np.float32)
+        terms = np.zeros(steps, bool)
+        truncs = np.zeros(steps, bool)
+        truncs[-1] = True
+        eps.append(Episode(i, obs, act, rew, terms, truncs))
+    return eps
+
+
+@pytest.fixture(scope='module')
+def tiny_dataset(tmp_path_factory):
+    import gymnasium as gym
+
+    root = tmp_path_factory.mktemp('minari')
+    os.environ['MINARI_DATASETS_PATH'] = str(root)
+    minari_io.write_dataset(
+        'test/synthetic/tiny-v0', _episodes(),
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32),
+        action_space=gym.spaces.Box(LOW, HIGH, dtype=np.float32))
+    return root / 'test/synthetic/tiny-v0'
+
+
+def _spec(episodes):
+    stats = DatasetSplit.create(episodes, 0.0).stats
+    return DataSpec(OBS_DIM, 2, stats, LOW, HIGH)
+
+
+def _make(name, **overrides):
+    cls = get_algorithm(name)
+    cfg = cls.config_class.from_dict({**SMALL, **getattr(cls, 'test_overrides', {}),
+                                      **overrides})
+    torch.manual_seed(0)
+    return cls(cfg, _spec(_episodes()))
+
+
+ALL = sorted(ALGORITHMS)
+
+
+@pytest.mark.parametrize('name', ALL)
+def test_loss_falls_and_predictions_are_valid(name):
+    algo = _make(name)
+    sampler = algo.make_sampler(_episodes(), seed=0)
+    history = []
+    for _ in range(300):
+        history.append(algo.update(to_tensors(sampler.sample())))
+    key = algo.monitored_loss
+    values = [h[key] for h in history if key in h]
+    first, last = np.mean(values[:30]), np.mean(values[-30:])
+    assert last < first, f'{name}: {key} did not fall ({first:.4f} -> {last:.4f})'
+    obs = np.stack([e.observations[5] for e in _episodes(seed=3)])
+    actions = algo.predict(obs, rng=np.random.default_rng(0))
+    assert actions.shape == (len(obs), algo.chunk_size, 2)
+    assert np.isfinite(actions).all()
+    assert (actions >= LOW - 1e-5).all() and (actions <= HIGH + 1e-5).all()
+
+
+@pytest.mark.parametrize('name', ALL)
+def test_export_module_equals_predict_for_the_same_noise(name):
+    algo = _make(name)
+    sampler = algo.make_sampler(_episodes(), seed=0)
+    for _ in range(20):
+        algo.update(to_tensors(sampler.sample()))
+    obs = np.stack([e.observations[3] for e in _episodes(seed=5)])
+    noise = algo.draw_noise(len(obs), np.random.default_rng(1))
+    expected = algo.predict(obs, noise=noise)
+    module = algo.export_module().eval()
+    with torch.no_grad():
+        got = module(torch.from_numpy(obs), *[torch.from_numpy(n) for n in noise]).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    # Noise is an input, not hidden state: the same inputs give the same output twice.
+    np.testing.assert_array_equal(algo.predict(obs, noise=noise), expected)
+
+
+def _train(name, out, steps, resume=False, dataset=None, **kw):
+    cfg = TrainConfig(algo=name, dataset=str(dataset), out=str(out), steps=steps,
+                      checkpoint_every=20, log_every=10, eval_every=-1, seed=3,
+                      tensorboard=False, progress=False,
+                      algo_config={**SMALL, **getattr(get_algorithm(name), 'test_overrides',
+                                                      {})}, **kw)
+    return Trainer(cfg, resume=resume).run()
+
+
+def _params(run):
+    algo, _, _ = load_run(run)
+    return {k: v.clone() for k, v in algo.state_dict().items()}
+
+
+@pytest.mark.parametrize('name', ALL)
+def test_crash_and_resume_equals_uninterrupted(name, tiny_dataset, tmp_path, monkeypatch):
+    _train(name, tmp_path / 'straight', 60, dataset=tiny_dataset)
+    cls = get_algorithm(name)
+    original = cls.update
+    calls = {'n': 0}
+
+    def crashing_update(self, batch):
+        calls['n'] += 1
+        if calls['n'] == 51:  # after the checkpoint at step 40
+            raise KeyboardInterrupt('simulated kill')
+        return original(self, batch)
+
+    monkeypatch.setattr(cls, 'update', crashing_update)
+    with pytest.raises(KeyboardInterrupt):
+        _train(name, tmp_path / 'crashed', 60, dataset=tiny_dataset)
+    monkeypatch.setattr(cls, 'update', original)
+    assert json.loads((tmp_path / 'crashed/checkpoints/latest.json').read_text())['step'] == 40
+    result = _train(name, tmp_path / 'crashed', 60, resume=True, dataset=tiny_dataset)
+    assert result['resumed_from'] == 40
+    a, b = _params(tmp_path / 'straight'), _params(tmp_path / 'crashed')
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize('name', ALL)
+def test_config_round_trip_and_bad_values(name):
+    cls = get_algorithm(name).config_class
+    cfg = cls.from_dict(SMALL)
+    assert cls.from_yaml(cfg.to_yaml()) == cfg
+    with pytest.raises(ConfigError, match='batch_size must be >= 1'):
+        cls.from_dict({'batch_size': 0})
+    with pytest.raises(ConfigError, match='unknown key'):
+        cls.from_dict({'learning_rate': 1e-3})
+
+
+def test_run_folder_has_logs_plot_and_refuses_to_clobber(tiny_dataset, tmp_path):
+    run = tmp_path / 'bc'
+    result = _train('bc', run, 40, dataset=tiny_dataset)
+    assert result['steps'] == 40
+    for name in ('config.yaml', 'spec.json', 'metrics.csv', 'model.safetensors',
+                 'learning_curve.png', 'result.json'):
+        assert (run / name).is_file(), name
+    rows = (run / 'metrics.csv').read_text().splitlines()
+    assert rows[0] == 'step,tag,value,wall_time' and any(',train/loss,' in r for r in rows)
+    with pytest.raises(ConfigError, match='already holds a run'):
+        _train('bc', run, 40, dataset=tiny_dataset)
+    with pytest.raises(ConfigError, match='different'):
+        _train('bc', run, 40, resume=True, val_fraction=0.5, dataset=tiny_dataset)
+
+
+def test_unknown_algorithm_lists_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown algorithm 'ppo'; known: \['bc'"):
+        TrainConfig(algo='ppo', dataset='x', out='y')
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_via_cli(tiny_dataset, tmp_path):
+    """A real kill -9 of `dgm train`, then `dgm train --resume` finishes the run."""
+    run = tmp_path / 'killed'
+    cmd = [sys.executable, '-m', 'dgm_policy_ros.cli.main', 'train', '--algo', 'bc',
+           '--dataset', str(tiny_dataset), '--steps', '200000', '--out', str(run),
+           '--checkpoint-every', '50', '--eval-every', '-1', '--quiet']
+    proc = subprocess.Popen(cmd)
+    latest = run / 'checkpoints' / 'latest.json'
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if latest.is_file() and json.loads(latest.read_text())['step'] >= 100:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    step = json.loads(latest.read_text())['step']
+    assert 100 <= step < 200000
+    out = subprocess.run([*cmd[:cmd.index('--steps') + 1], str(step + 100), '--out', str(run),
+                          '--resume', '--quiet', '--checkpoint-every', '50', '--eval-every',
+                          '-1'], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = out.stdout
+    assert json.loads(out[out.index('{'):])['resumed_from'] == step
+    assert Path(run / 'model.safetensors').is_file()
+
+
+def test_resumed_log_drops_rows_past_the_checkpoint_and_half_written_rows(tmp_path):
+    from dgm_policy_ros.training.logger import RunLogger, read_metrics
+
+    (tmp_path / 'metrics.csv').write_text(
+        'step,tag,value,wall_time\n10,train/loss,1.0,5.0\n20,train/loss,0.5,6.0\n'
+        '30,train/loss,0.25,7.0\n40,train/lo')
+    logger = RunLogger(tmp_path, resume_step=20, tensorboard=False)
+    logger.log(30, {'train/loss': 0.3})
+    logger.close()
+    assert read_metrics(tmp_path)['train/loss'] == [(10, 1.0), (20, 0.5), (30, 0.3)]
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes_keep_parameters_identical(tiny_dataset, tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    run = tmp_path / 'ddp'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+           '--master_addr', '127.0.0.1', '--master_port', str(port),
+           '-m', 'dgm_policy_ros.cli.main', 'train', '--algo', 'bc', '--dataset',
+           str(tiny_dataset), '--steps', '60', '--out', str(run), '--checkpoint-every', '30',
+           '--eval-every', '-1', '--seed', '3', '--quiet']
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    digests = [json.loads((run / f'rank{r}_params.json').read_text()) for r in (0, 1)]
+    assert digests[0]['world_size'] == 2
+    assert digests[0]['sha256'] == digests[1]['sha256']
+    assert json.loads((run / 'spec.json').read_text())['world_size'] == 2
+    # Each rank drew its own batches (different sampler seeds), saved with the checkpoint.
+    latest = json.loads((run / 'checkpoints' / 'latest.json').read_text())
+    states = latest['extra']['sampler_state']
+    assert set(states) == {'0', '1'} and states['0'] != states['1']
+    # Same seed, same steps: DDP's averaged gradients of two ranks' batches differ from what
+    # one process alone computes.
+    single = _train('bc', tmp_path / 'single', 60, dataset=tiny_dataset)
+    assert single['steps'] == 60
+    a, b = _params(run), _params(tmp_path / 'single')
+    assert any(not torch.equal(a[k], b[k]) for k in a)
