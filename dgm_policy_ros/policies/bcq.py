@@ -23,6 +23,9 @@ from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec, N
 
 @dataclasses.dataclass
 class BCQConfig(AlgoConfig):
+    # The paper's settings: batch 100, Adam at 1e-3, a 750x750 VAE, 10 candidates.
+    batch_size: int = 100
+    lr: float = 1e-3
     vae_hidden: list[int] = dataclasses.field(default_factory=lambda: [750, 750])
     latent_dim: int = 0  # 0: twice the action size, as in the paper
     phi: float = 0.05  # perturbation range, in unit-action space

@@ -180,6 +180,7 @@ class Trainer:
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         started = time.perf_counter()
+        eval_seconds = 0.0
         last_eval: dict[str, float] = {}
         algo.train()
         try:
@@ -203,7 +204,9 @@ class Trainer:
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     self._checkpoint(ckpt_dir, step, algo, sampler, lead)
                 if env_id and lead and self._eval_due(step):
+                    eval_started = time.perf_counter()
                     last_eval = self._evaluate(algo, env_id, step)
+                    eval_seconds += time.perf_counter() - eval_started
                     if logger:
                         logger.log(step, {f'eval/{k}': v for k, v in last_eval.items()})
         finally:
@@ -211,8 +214,11 @@ class Trainer:
             if logger:
                 logger.close()
         wall = time.perf_counter() - started
+        # Gradient-step throughput excludes evaluation (it is not training cost).
         result = {'steps': cfg.steps, 'resumed_from': start, 'wall_s': wall,
-                  'steps_per_s': (cfg.steps - start) / max(wall, 1e-9), **last_eval}
+                  'eval_s': eval_seconds,
+                  'steps_per_s': (cfg.steps - start) / max(wall - eval_seconds, 1e-9),
+                  **last_eval}
         if lead:
             from safetensors.torch import save
 

@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One d3rlpy training run on one of our Minari datasets, scored by our evaluation loop.
+
+Same data (our loader), same evaluation (``dgm_policy_ros.sim.evaluate`` with the same env
+seeds as ``dgm train``), same network widths and batch sizes as our side of the comparison.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import sys
+import time
+
+import numpy as np
+
+
+def build(name: str, steps: int, hidden: list[int]):
+    import d3rlpy
+    from d3rlpy.models.encoders import VectorEncoderFactory
+    from d3rlpy.preprocessing import ReturnBasedRewardScaler, StandardObservationScaler
+
+    enc = VectorEncoderFactory(hidden_units=hidden)
+    obs = StandardObservationScaler()
+    if name == 'BC':
+        return d3rlpy.algos.BCConfig(batch_size=256, learning_rate=1e-3, encoder_factory=enc,
+                                     observation_scaler=obs)
+    if name == 'TD3PlusBC':
+        return d3rlpy.algos.TD3PlusBCConfig(batch_size=256, actor_encoder_factory=enc,
+                                            critic_encoder_factory=enc, observation_scaler=obs)
+    if name == 'IQL':
+        return d3rlpy.algos.IQLConfig(batch_size=256, actor_encoder_factory=enc,
+                                      critic_encoder_factory=enc, value_encoder_factory=enc,
+                                      observation_scaler=obs,
+                                      reward_scaler=ReturnBasedRewardScaler(multiplier=1000.0))
+    if name == 'BCQ':
+        return d3rlpy.algos.BCQConfig(batch_size=100, actor_encoder_factory=enc,
+                                      critic_encoder_factory=enc, imitator_encoder_factory=enc,
+                                      n_action_samples=10, observation_scaler=obs)
+    if name == 'PLAS':
+        # PLAS pre-trains its VAE for half the run (500k of 1M steps in the paper).
+        return d3rlpy.algos.PLASConfig(batch_size=100, actor_encoder_factory=enc,
+                                       critic_encoder_factory=enc, imitator_encoder_factory=enc,
+                                       warmup_steps=steps // 2, observation_scaler=obs)
+    raise SystemExit(f'unknown d3rlpy algorithm {name}')
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--algo', required=True)
+    parser.add_argument('--dataset', required=True)
+    parser.add_argument('--steps', type=int, required=True)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--eval-episodes', type=int, default=10)
+    parser.add_argument('--hidden', type=int, nargs='+', default=[256, 256])
+    parser.add_argument('--out', required=True, help='result JSON')
+    args = parser.parse_args()
+
+    import d3rlpy
+    import torch
+
+    from dgm_policy_ros.data.minari_io import load_dataset
+    from dgm_policy_ros.data.transitions import flatten_episodes
+    from dgm_policy_ros.sim.evaluate import evaluate
+
+    torch.set_num_threads(1)
+    d3rlpy.seed(args.seed)
+    ds = load_dataset(args.dataset)
+    tr = flatten_episodes(ds.episodes)
+    dataset = d3rlpy.dataset.MDPDataset(
+        tr.observations, tr.actions, tr.rewards, tr.terminals.astype(np.float32),
+        timeouts=tr.timeouts.astype(np.float32),
+        action_space=d3rlpy.constants.ActionSpace.CONTINUOUS)
+    algo = build(args.algo, args.steps, args.hidden).create(device='cpu:0')
+    # Time gradient steps only (from the end of the first step to the end of the last), as
+    # our trainer's loop is timed: fit() also builds the networks and indexes the dataset.
+    marks: list[float] = []
+
+    def on_step(_algo, _epoch, _step):
+        marks.append(time.perf_counter())
+
+    algo.fit(dataset, n_steps=args.steps, n_steps_per_epoch=args.steps, show_progress=False,
+             save_interval=10**9, logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
+             callback=on_step)
+    train_s = marks[-1] - marks[0]
+    result = evaluate(lambda obs: np.asarray(algo.predict(obs))[:, None, :], ds.env_id,
+                      args.eval_episodes, seed=10_000 + args.seed)
+    out = {'impl': 'd3rlpy', 'algo': args.algo, 'dataset': ds.dataset_id, 'env': ds.env_id,
+           'seed': args.seed, 'steps': args.steps, 'train_s': train_s,
+           'steps_per_s': (len(marks) - 1) / train_s, 'd3rlpy_version': d3rlpy.__version__,
+           **result.summary()}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f'{args.out}.tmp{os.getpid()}'
+    Path(tmp).write_text(json.dumps(out, indent=2))
+    os.replace(tmp, args.out)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Policy families side by side with d3rlpy (bench/results/policies.md).
+
+Every algorithm trains for the same number of gradient steps on the same Minari datasets, with
+the same network widths and batch sizes where the two implementations overlap, on one CPU
+thread per run; both are scored by the same evaluation loop on the same environment seeds.
+Each finished run is cached as JSON under bench/results/policies_runs/, so an interrupted
+benchmark resumes where it stopped and the table can be rebuilt from the cache.
+"""
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ThreadPoolExecutor
+import json
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import RESULTS, write_result  # noqa: E402
+
+CACHE = RESULTS / 'policies_runs'
+OURS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc']
+D3RLPY = ['BC', 'TD3PlusBC', 'IQL', 'BCQ', 'PLAS']
+# Our side's settings, matched to d3rlpy's where both have the algorithm (see d3rlpy_job.py).
+OUR_CONFIGS = {
+    'bc': {'batch_size': 256, 'lr': 1e-3, 'hidden': [256, 256]},
+    'td3bc': {'batch_size': 256, 'hidden': [256, 256]},
+    'bcq': {'batch_size': 100, 'hidden': [256, 256], 'vae_hidden': [256, 256],
+            'n_samples': 10},
+    'cvae_bc': {'batch_size': 256, 'hidden': [256, 256]},
+    'gan_bc': {'batch_size': 256, 'hidden': [256, 256]},
+    'flow_bc': {'batch_size': 256, 'hidden': [256, 256]},
+}
+
+
+def dataset_id(env: str, name: str) -> str:
+    return f"dgm/{env.split('-v')[0].lower()}/{name}-v0"
+
+
+def cache_path(impl: str, algo: str, dataset: str, seed: int, steps: int) -> Path:
+    return CACHE / dataset.replace('/', '_') / f'{impl}-{algo}-s{seed}-n{steps}.json'
+
+
+def run_ours(algo, dataset, seed, steps, episodes, path: Path) -> None:
+    import yaml
+
+    run = HERE.parent / 'runs' / 'bench' / path.parent.name / path.stem
+    cfg = run.with_suffix('.yaml')
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(yaml.safe_dump({'algo_config': OUR_CONFIGS[algo]}))
+    cmd = [sys.executable, '-m', 'dgm_policy_ros.cli.main', 'train', '--algo', algo,
+           '--dataset', dataset, '--steps', str(steps), '--seed', str(seed), '--out', str(run),
+           '--config', str(cfg), '--eval-every', '0', '--eval-episodes', str(episodes),
+           '--checkpoint-every', str(steps), '--threads', '1', '--quiet']
+    if (run / 'checkpoints').exists():
+        cmd.append('--resume')
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    result = json.loads((run / 'result.json').read_text())
+    out = {'impl': 'ours', 'algo': algo, 'dataset': dataset, 'seed': seed, 'steps': steps,
+           'train_s': result['wall_s'] - result['eval_s'], **result}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+
+
+def run_d3rlpy(algo, dataset, seed, steps, episodes, path: Path) -> None:
+    subprocess.run([sys.executable, str(HERE / 'd3rlpy_job.py'), '--algo', algo, '--dataset',
+                    dataset, '--steps', str(steps), '--seed', str(seed), '--eval-episodes',
+                    str(episodes), '--out', str(path)], check=True, capture_output=True,
+                   text=True)
+
+
+def table(jobs, steps) -> str:
+    rows: dict[tuple, list[dict]] = {}
+    for impl, algo, dataset, seed in jobs:
+        path = cache_path(impl, algo, dataset, seed, steps)
+        if path.is_file():
+            rows.setdefault((dataset, impl, algo), []).append(json.loads(path.read_text()))
+    datasets = sorted({j[2] for j in jobs})
+    lines = [f'Normalized score (mean ± std over seeds; each seed the mean of its evaluation '
+             f'episodes) after {steps} gradient steps; gradient steps/s on one CPU thread.', '']
+    header = '| algorithm | ' + ' | '.join(d.split('/', 1)[1] for d in datasets) + \
+        ' | steps/s | seeds |'
+    lines += [header, '|' + '---|' * (len(datasets) + 3)]
+    algos = [('ours', a) for a in OURS] + [('d3rlpy', a) for a in D3RLPY]
+    for impl, algo in algos:
+        cells, speeds, n = [], [], set()
+        for d in datasets:
+            runs = rows.get((d, impl, algo), [])
+            scores = [r['score_mean'] for r in runs]
+            speeds += [r['steps_per_s'] for r in runs]
+            n.add(len(runs))
+            cells.append(f'{np.mean(scores):.1f} ± {np.std(scores):.1f}' if scores else '–')
+        if not speeds:
+            continue
+        label = f'{algo}' if impl == 'ours' else f'd3rlpy {algo}'
+        lines.append(f'| {label} | ' + ' | '.join(cells) +
+                     f' | {np.median(speeds):.0f} | {"/".join(map(str, sorted(n)))} |')
+    return '\n'.join(lines) + '\n'
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--envs', nargs='+', default=['Hopper-v5', 'HalfCheetah-v5'])
+    parser.add_argument('--datasets', nargs='+', default=['medium', 'medium-expert', 'mixed'])
+    parser.add_argument('--ours', nargs='*', default=OURS)
+    parser.add_argument('--d3rlpy', nargs='*', default=D3RLPY)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--steps', type=int, default=5000)
+    parser.add_argument('--eval-episodes', type=int, default=10)
+    parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--table-only', action='store_true', help='rebuild from the cache')
+    args = parser.parse_args()
+
+    # Interleave so that every (dataset, seed) finishes both implementations close in time:
+    # a partial run still compares like with like, under the same machine load.
+    jobs = []
+    for seed in args.seeds:
+        for env in args.envs:
+            for name in args.datasets:
+                ds = dataset_id(env, name)
+                pairs = [('ours', a) for a in args.ours] + [('d3rlpy', a) for a in args.d3rlpy]
+                jobs += [(impl, algo, ds, seed) for impl, algo in pairs]
+    todo = [j for j in jobs if not cache_path(*j, args.steps).is_file()]
+    print(f'{len(jobs)} runs, {len(jobs) - len(todo)} cached, {len(todo)} to do', flush=True)
+
+    def work(job):
+        impl, algo, ds, seed = job
+        started = time.perf_counter()
+        path = cache_path(impl, algo, ds, seed, args.steps)
+        runner = run_ours if impl == 'ours' else run_d3rlpy
+        try:
+            runner(algo, ds, seed, args.steps, args.eval_episodes, path)
+        except subprocess.CalledProcessError as exc:
+            print(f'FAILED {job}: {exc.stderr[-2000:]}', flush=True)
+            return
+        score = json.loads(path.read_text()).get('score_mean', float('nan'))
+        print(f'done {impl:6s} {algo:10s} {ds:28s} seed {seed}: score {score:6.1f} '
+              f'({time.perf_counter() - started:.0f} s)', flush=True)
+
+    if not args.table_only:
+        with ThreadPoolExecutor(args.workers) as pool:
+            list(pool.map(work, todo))
+    body = table(jobs, args.steps)
+    body += ('\nSettings: our bc/td3bc/bcq use the same widths, batch sizes and candidate '
+             "counts as d3rlpy's BC/TD3PlusBC/BCQ (bench/policies.py, bench/d3rlpy_job.py); "
+             'd3rlpy IQL scales rewards by 1000/(return range) as in its D4RL reproduction; '
+             'd3rlpy PLAS pre-trains its VAE for the first half of the steps. Observations are '
+             'standardized on both sides. Evaluation: '
+             f'{args.eval_episodes} episodes per run, env seeds 10000+seed, the same loop '
+             '(dgm_policy_ros/sim/evaluate.py) for both. '
+             f'{args.workers} runs in parallel on this 2-core machine.\n')
+    print(body)
+    write_result('policies', 'Policy families vs d3rlpy (offline, MuJoCo v5 datasets)', body)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
