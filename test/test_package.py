@@ -47,7 +47,8 @@ def test_dgm_help_lists_subcommands():
     exe = shutil.which('dgm', path=str(Path(sys.executable).parent))
     cmd = [exe] if exe else [sys.executable, '-m', 'dgm_policy_ros.cli.main']
     out = subprocess.run([*cmd, '--help'], capture_output=True, text=True, check=True).stdout
-    for sub in ('collect', 'collect-suite', 'train-expert', 'dataset-info', 'score', 'demo'):
+    for sub in ('collect', 'collect-suite', 'train-expert', 'dataset-info', 'score', 'train',
+                'demo'):
         assert sub in out
 
 

@@ -74,11 +74,15 @@ def _make(name, **overrides):
 
 
 ALL = sorted(ALGORITHMS)
+# The optional Q-guided variants meet the same contract.
+VARIANTS = [(name, {}) for name in ALL] + [('gan_bc', {'q_weight': 1.0}),
+                                           ('flow_bc', {'q_weight': 1.0})]
+VARIANT_IDS = [name + ('-q' if extra else '') for name, extra in VARIANTS]
 
 
-@pytest.mark.parametrize('name', ALL)
-def test_loss_falls_and_predictions_are_valid(name):
-    algo = _make(name)
+@pytest.mark.parametrize('name,extra', VARIANTS, ids=VARIANT_IDS)
+def test_loss_falls_and_predictions_are_valid(name, extra):
+    algo = _make(name, **extra)
     sampler = algo.make_sampler(_episodes(), seed=0)
     history = []
     for _ in range(300):
@@ -94,9 +98,9 @@ def test_loss_falls_and_predictions_are_valid(name):
     assert (actions >= LOW - 1e-5).all() and (actions <= HIGH + 1e-5).all()
 
 
-@pytest.mark.parametrize('name', ALL)
-def test_export_module_equals_predict_for_the_same_noise(name):
-    algo = _make(name)
+@pytest.mark.parametrize('name,extra', VARIANTS, ids=VARIANT_IDS)
+def test_export_module_equals_predict_for_the_same_noise(name, extra):
+    algo = _make(name, **extra)
     sampler = algo.make_sampler(_episodes(), seed=0)
     for _ in range(20):
         algo.update(to_tensors(sampler.sample()))
@@ -111,12 +115,12 @@ def test_export_module_equals_predict_for_the_same_noise(name):
     np.testing.assert_array_equal(algo.predict(obs, noise=noise), expected)
 
 
-def _train(name, out, steps, resume=False, dataset=None, **kw):
+def _train(name, out, steps, resume=False, dataset=None, extra=None, **kw):
     cfg = TrainConfig(algo=name, dataset=str(dataset), out=str(out), steps=steps,
                       checkpoint_every=20, log_every=10, eval_every=-1, seed=3,
                       tensorboard=False, progress=False,
                       algo_config={**SMALL, **getattr(get_algorithm(name), 'test_overrides',
-                                                      {})}, **kw)
+                                                      {}), **(extra or {})}, **kw)
     return Trainer(cfg, resume=resume).run()
 
 
@@ -125,9 +129,10 @@ def _params(run):
     return {k: v.clone() for k, v in algo.state_dict().items()}
 
 
-@pytest.mark.parametrize('name', ALL)
-def test_crash_and_resume_equals_uninterrupted(name, tiny_dataset, tmp_path, monkeypatch):
-    _train(name, tmp_path / 'straight', 60, dataset=tiny_dataset)
+@pytest.mark.parametrize('name,extra', VARIANTS, ids=VARIANT_IDS)
+def test_crash_and_resume_equals_uninterrupted(name, extra, tiny_dataset, tmp_path,
+                                               monkeypatch):
+    _train(name, tmp_path / 'straight', 60, dataset=tiny_dataset, extra=extra)
     cls = get_algorithm(name)
     original = cls.update
     calls = {'n': 0}
@@ -140,10 +145,11 @@ def test_crash_and_resume_equals_uninterrupted(name, tiny_dataset, tmp_path, mon
 
     monkeypatch.setattr(cls, 'update', crashing_update)
     with pytest.raises(KeyboardInterrupt):
-        _train(name, tmp_path / 'crashed', 60, dataset=tiny_dataset)
+        _train(name, tmp_path / 'crashed', 60, dataset=tiny_dataset, extra=extra)
     monkeypatch.setattr(cls, 'update', original)
     assert json.loads((tmp_path / 'crashed/checkpoints/latest.json').read_text())['step'] == 40
-    result = _train(name, tmp_path / 'crashed', 60, resume=True, dataset=tiny_dataset)
+    result = _train(name, tmp_path / 'crashed', 60, resume=True, dataset=tiny_dataset,
+                    extra=extra)
     assert result['resumed_from'] == 40
     a, b = _params(tmp_path / 'straight'), _params(tmp_path / 'crashed')
     assert a.keys() == b.keys()
@@ -250,3 +256,25 @@ def test_torchrun_ddp_two_processes_keep_parameters_identical(tiny_dataset, tmp_
     assert single['steps'] == 60
     a, b = _params(run), _params(tmp_path / 'single')
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_flow_log_prob_is_a_density_over_the_action_box():
+    """exp(log_prob) integrates to 1 over the bounds: the tanh and scaling Jacobians are right,
+    and the density is higher on the behaviour policy's actions than away from them."""
+    algo = _make('flow_bc')
+    sampler = algo.make_sampler(_episodes(), seed=0)
+    for _ in range(200):
+        algo.update(to_tensors(sampler.sample()))
+    obs = torch.from_numpy(_episodes(seed=4)[0].observations[7:8])
+    n = 400
+    a0 = torch.linspace(LOW[0], HIGH[0], n + 1)
+    a1 = torch.linspace(LOW[1], HIGH[1], n + 1)
+    c0, c1 = (a0[:-1] + a0[1:]) / 2, (a1[:-1] + a1[1:]) / 2  # cell centres
+    grid = torch.stack(torch.meshgrid(c0, c1, indexing='ij'), -1).reshape(-1, 2)
+    with torch.no_grad():
+        density = algo.log_prob(obs.expand(len(grid), -1), grid).exp()
+        cell = float((HIGH[0] - LOW[0]) * (HIGH[1] - LOW[1])) / n**2
+        assert float(density.sum()) * cell == pytest.approx(1.0, abs=0.03)
+        expert = torch.from_numpy(_expert(obs.numpy()))
+        far = torch.from_numpy(np.where(expert.numpy() > (LOW + HIGH) / 2, LOW, HIGH) * 0.95)
+        assert algo.log_prob(obs, expert) > algo.log_prob(obs, far) + 2.0
