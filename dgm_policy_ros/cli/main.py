@@ -144,6 +144,40 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.runtime.bundle import load_bundle
+
+    out = export_bundle(args.run, args.out, fp16=not args.no_fp16, overwrite=args.overwrite,
+                        control_rate_hz=args.control_rate)
+    manifest = load_bundle(out).manifest
+    print(f"wrote {out}: {manifest['algorithm']} ({manifest['family']}), "
+          f"graphs {sorted(manifest['graphs'].values())}, "
+          f"parity {manifest['parity']['onnxruntime_vs_torch_max_abs_error']}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from dgm_policy_ros.runtime.runner import PolicyRunner
+    from dgm_policy_ros.sim.evaluate import evaluate
+
+    runner = PolicyRunner(args.bundle, backend=args.backend, seed=args.seed)
+    env_id = args.env or runner.bundle.env_id
+    if not env_id:
+        raise ValueError('the bundle names no environment: pass --env')
+    env_seed = args.env_seed if args.env_seed is not None else \
+        runner.bundle.manifest.get('training', {}).get('eval_env_seed', 0)
+    result = evaluate(runner.infer, env_id, args.episodes, seed=env_seed,
+                      n_action_steps=runner.bundle.n_action_steps)
+    summary = {'bundle': str(args.bundle), 'env': env_id, 'episodes': args.episodes,
+               'backend': runner.backend.name, **result.summary(),
+               **runner.latency_percentiles(),
+               'training_score_mean': runner.bundle.manifest.get('training', {})
+               .get('score_mean')}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from dgm_policy_ros.demo import run_data_pipeline_demo
 
@@ -237,6 +271,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--threads', type=int, help='torch threads per process (default 1)')
     p.add_argument('--quiet', action='store_true')
     _add_data_dir(p)
+
+    p = add('export', _cmd_export,
+            'Export a training run as a verified model bundle (ONNX + manifest).')
+    p.add_argument('run', help='training run folder')
+    p.add_argument('--out', required=True, help='bundle folder, e.g. models/hopper_flow')
+    p.add_argument('--no-fp16', action='store_true', help='skip the fp16 variant')
+    p.add_argument('--control-rate', type=float, help='Hz (default: from the environment)')
+    p.add_argument('--overwrite', action='store_true')
+
+    p = add('eval', _cmd_eval,
+            'Evaluate a bundle in MuJoCo through the deployment runner.')
+    p.add_argument('--bundle', required=True)
+    p.add_argument('--env', help="Gymnasium id (default: the bundle's training env)")
+    p.add_argument('--episodes', type=int, default=10)
+    p.add_argument('--backend', default='auto',
+                   choices=['auto', 'tensorrt', 'onnxruntime', 'onnxruntime-cpu'])
+    p.add_argument('--seed', type=int, default=0, help='noise generator seed')
+    p.add_argument('--env-seed', type=int,
+                   help="first environment seed (default: the training evaluation's)")
 
     p = add('demo', _cmd_demo, "The README's main job (today: the data pipeline end to end).")
     p.add_argument('--out', default='data/demo', help='folder for the demo datasets')

@@ -31,6 +31,11 @@ from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec, N
 UNIT_EPS = 1e-4  # actions exactly at the bounds map to atanh(1 - eps), not infinity
 
 
+def atanh(u: torch.Tensor) -> torch.Tensor:
+    """atanh as log ops: the TorchScript ONNX exporter has no symbolic for aten::atanh."""
+    return 0.5 * torch.log((1 + u) / (1 - u))
+
+
 @dataclasses.dataclass
 class FlowBCConfig(AlgoConfig):
     n_couplings: int = 6
@@ -154,7 +159,7 @@ class FlowBC(Algorithm):
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """log p(action | obs) in the robot's units (density over the bounded action box)."""
         unit = self.act_scale.to_unit(action).clamp(-1 + UNIT_EPS, 1 - UNIT_EPS)
-        x = torch.atanh(unit)
+        x = atanh(unit)
         log_det_tanh = torch.log1p(-unit.pow(2)).sum(-1)
         return (self.flow.log_prob(x, self.obs_norm(obs)) - log_det_tanh
                 - torch.log(self.act_scale.half_range).sum())
@@ -163,7 +168,7 @@ class FlowBC(Algorithm):
         cfg = self.cfg
         obs = self.obs_norm(batch['observations'])
         unit = self.unit_actions(batch['actions']).clamp(-1 + UNIT_EPS, 1 - UNIT_EPS)
-        nll = -self.flow.log_prob(torch.atanh(unit), obs).mean()
+        nll = -self.flow.log_prob(atanh(unit), obs).mean()
         self.flow_opt.zero_grad(set_to_none=True)
         nll.backward()
         self.flow_opt.step()

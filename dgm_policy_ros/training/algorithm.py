@@ -13,7 +13,7 @@ serve them all.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from dgm_policy_ros.data.episodes import Episode
 from dgm_policy_ros.data.normalization import NormalizationStats
 from dgm_policy_ros.data.samplers import ChunkSampler, SequenceSampler, TransitionSampler
 from dgm_policy_ros.networks import ActionScaler, ObsNormalizer
+from dgm_policy_ros.runtime.bundle import NoiseInput
 
 
 @dataclasses.dataclass
@@ -56,29 +57,8 @@ class DataSpec:
     act_high: np.ndarray
 
 
-@dataclasses.dataclass(frozen=True)
-class NoiseSpec:
-    """An explicit noise input of the inference graph (shape without the batch dimension).
-
-    ``distribution`` says how the runner draws it: ``normal`` (standard normal, clipped to
-    ``clip`` when set) or ``zeros`` (the distribution's mode; deterministic).
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    distribution: str = 'normal'
-    clip: float | None = None
-
-    def draw(self, batch: int, rng: np.random.Generator) -> np.ndarray:
-        shape = (batch, *self.shape)
-        if self.distribution == 'zeros':
-            return np.zeros(shape, np.float32)
-        noise = rng.standard_normal(shape).astype(np.float32)
-        return np.clip(noise, -self.clip, self.clip) if self.clip else noise
-
-    def to_dict(self) -> dict[str, Any]:
-        return {'name': self.name, 'shape': list(self.shape),
-                'distribution': self.distribution, 'clip': self.clip}
+# The noise-input description is the runtime's (torch-free): one definition for both.
+NoiseSpec = NoiseInput
 
 
 class Algorithm(nn.Module):

@@ -1,0 +1,192 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``dgm export RUN_DIR --out models/NAME``: write a verified model bundle.
+
+Steps: rebuild the trained model from its run folder, export ``export_module()`` to ONNX
+(opset 17, dynamic batch), check ONNX Runtime against torch on random inputs with fixed noise
+(fails loudly past the tolerance), make and measure an fp16 variant (fp32 I/O), write the
+manifest with every file's sha256, all inside a staging folder moved into place at the end.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata as md
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dgm_policy_ros.runtime.bundle import FORMAT_VERSION, MANIFEST, load_bundle, sha256_file
+from dgm_policy_ros.training.trainer import load_run
+from dgm_policy_ros.utils.atomic import atomic_directory, atomic_write_yaml
+
+OPSET = 17
+PARITY_ATOL = 1e-5
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not reproduce the trained model."""
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ('dgm_policy_ros', 'torch', 'onnx', 'onnxruntime', 'onnxconverter-common'):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _example_inputs(algo, batch: int, rng: np.random.Generator) -> list[np.ndarray]:
+    stats = algo.spec.stats
+    obs = (stats.obs_mean + stats.obs_std * rng.standard_normal((batch, algo.spec.obs_dim)))
+    return [obs.astype(np.float32), *algo.draw_noise(batch, rng)]
+
+
+def export_onnx(module: torch.nn.Module, example: list[np.ndarray], names: list[str],
+                output: str, path: Path) -> None:
+    # The TorchScript-based exporter (dynamo=False): static control flow, no extra
+    # dependency (the dynamo exporter needs onnxscript), and dynamic_axes for the batch.
+    torch.onnx.export(
+        module, tuple(torch.from_numpy(x) for x in example), str(path), input_names=names,
+        output_names=[output], opset_version=OPSET, dynamo=False,
+        dynamic_axes={**{n: {0: 'batch'} for n in names}, output: {0: 'batch'}})
+
+
+def max_abs_error(onnx_path: Path, module: torch.nn.Module, inputs: list[np.ndarray],
+                  names: list[str]) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
+    got = session.run(None, dict(zip(names, inputs)))[0]
+    with torch.no_grad():
+        want = module(*[torch.from_numpy(x) for x in inputs]).numpy()
+    if got.shape != want.shape:
+        raise ExportError(f'{onnx_path.name}: output shape {got.shape} != torch {want.shape}')
+    return float(np.max(np.abs(got.astype(np.float64) - want)))
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    """fp16 weights and arithmetic, fp32 inputs/outputs (what TensorRT's strongly typed mode
+    and fp16 ONNX Runtime sessions consume)."""
+    import onnx
+    from onnxconverter_common import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+
+
+def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
+                  overwrite: bool = False, control_rate_hz: float | None = None,
+                  parity_atol: float = PARITY_ATOL, seed: int = 0,
+                  parent: str | None = None) -> Path:
+    run_dir, out = Path(run_dir), Path(out)
+    algo, cfg, info = load_run(run_dir)
+    module = algo.export_module().eval()
+    rng = np.random.default_rng(seed)
+    noise_specs = algo.noise_specs()
+    names = ['obs'] + [n.name for n in noise_specs]
+    result = _read_json(run_dir / 'result.json')
+    env_id = info.get('env_id')
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        graphs, errors = {'policy': 'policy.onnx'}, {}
+        export_onnx(module, _example_inputs(algo, 2, rng), names, 'actions', tmp / 'policy.onnx')
+        check = _example_inputs(algo, 64, rng)
+        errors['fp32'] = max_abs_error(tmp / 'policy.onnx', module, check, names)
+        if errors['fp32'] > parity_atol:
+            raise ExportError(f'ONNX Runtime differs from torch by {errors["fp32"]:.3g} '
+                              f'(> {parity_atol}) on {run_dir}: the export is wrong')
+        if fp16:
+            to_fp16(tmp / 'policy.onnx', tmp / 'policy_fp16.onnx')
+            graphs['policy_fp16'] = 'policy_fp16.onnx'
+            errors['fp16'] = max_abs_error(tmp / 'policy_fp16.onnx', module, check, names)
+        if hasattr(algo, 'log_prob'):
+            graphs['log_prob'] = 'log_prob.onnx'
+            _export_log_prob(algo, tmp / 'log_prob.onnx', rng)
+        files = {name: sha256_file(tmp / name) for name in graphs.values()}
+        manifest = _manifest(algo, cfg, info, result, names, noise_specs, graphs, files,
+                             errors, control_rate_hz or _control_rate(env_id), run_dir, parent)
+        atomic_write_yaml(tmp / MANIFEST, manifest)
+        load_bundle(tmp)  # what we wrote must pass the runtime's own checks
+    return out
+
+
+class _LogProb(torch.nn.Module):
+    def __init__(self, algo) -> None:
+        super().__init__()
+        self.algo = algo
+
+    def forward(self, obs, action):
+        return self.algo.log_prob(obs, action)
+
+
+def _export_log_prob(algo, path: Path, rng: np.random.Generator) -> None:
+    obs = _example_inputs(algo, 2, rng)[0]
+    act = np.clip(rng.standard_normal((2, algo.spec.act_dim)), -1, 1).astype(np.float32)
+    module = _LogProb(algo).eval()
+    export_onnx(module, [obs, act], ['obs', 'action'], 'log_prob', path)
+    err = max_abs_error(path, module, [obs, act], ['obs', 'action'])
+    if err > 1e-3:
+        raise ExportError(f'log_prob graph differs from torch by {err:.3g}')
+
+
+def _control_rate(env_id: str | None) -> float | None:
+    if not env_id:
+        return None
+    try:
+        import gymnasium as gym
+
+        env = gym.make(env_id)
+        rate = 1.0 / float(env.unwrapped.dt)
+        env.close()
+        return round(rate, 6)
+    except Exception:  # noqa: BLE001 - not a Gymnasium env (e.g. a robot dataset)
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _manifest(algo, cfg, info, result, names, noise_specs, graphs, files, errors, rate,
+              run_dir, parent) -> dict[str, Any]:
+    spec = algo.spec
+    obs_names = [f'obs_{i}' for i in range(spec.obs_dim)]
+    act_names = [f'action_{i}' for i in range(spec.act_dim)]
+    chunk = algo.chunk_size
+    return {
+        'format_version': FORMAT_VERSION,
+        'kind': 'policy',
+        'algorithm': cfg.algo,
+        'family': algo.family,
+        'observation': {'size': spec.obs_dim, 'names': obs_names},
+        'action': {'size': spec.act_dim, 'names': act_names,
+                   'low': spec.act_low.tolist(), 'high': spec.act_high.tolist()},
+        'normalization': {'baked_into_graph': True,
+                          'obs_mean': spec.stats.obs_mean.tolist(),
+                          'obs_std': spec.stats.obs_std.tolist()},
+        'history_length': 1,
+        'chunk_size': chunk,
+        'n_action_steps': algo.n_action_steps,
+        'inputs': [{'name': 'obs', 'shape': ['batch', spec.obs_dim], 'dtype': 'float32'}] + [
+            {'name': n.name, 'shape': ['batch', *n.shape], 'dtype': 'float32'}
+            for n in noise_specs],
+        'outputs': [{'name': 'actions', 'shape': ['batch', chunk, spec.act_dim],
+                     'dtype': 'float32'}],
+        'noise_inputs': [n.to_dict() for n in noise_specs],
+        'control_rate_hz': rate,
+        'graphs': graphs,
+        'files': files,
+        'parity': {'onnxruntime_vs_torch_max_abs_error': errors},
+        'training': {'run': str(run_dir), 'dataset_id': info.get('dataset_id'),
+                     'env_id': info.get('env_id'), 'steps': result.get('steps'),
+                     'score_mean': result.get('score_mean'),
+                     'eval_env_seed': 10_000 + int(cfg.seed),
+                     'return_mean': result.get('return_mean'),
+                     'algo_config': info.get('algo_config')},
+        'parent': parent,
+        'exporter': {'opset': OPSET, 'versions': _versions(),
+                     'date': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')},
+    }

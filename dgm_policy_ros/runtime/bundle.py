@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Model bundles: a folder with ``manifest.yaml``, ``policy.onnx`` and optional extra graphs.
+
+The manifest is self-describing (what the graph expects and returns, how to draw its noise,
+how many actions each inference yields, the control rate, where the model came from) and lists
+the sha256 of every file. A bundle whose files fail their hashes, or whose manifest disagrees
+with its graph, is refused before anything runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+FORMAT_VERSION = 1
+MANIFEST = 'manifest.yaml'
+
+
+class BundleError(RuntimeError):
+    """A bundle is missing, corrupt, or inconsistent."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseInput:
+    """An explicit noise input of a graph (shape without the batch dimension).
+
+    ``distribution`` says how it is drawn: ``normal`` (standard normal, clipped to ``clip``
+    when set) or ``zeros`` (the distribution's mode; deterministic). Training (``predict``)
+    and the runtime draw through this one class, so they agree.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    distribution: str = 'normal'
+    clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.distribution not in ('normal', 'zeros'):
+            raise ValueError(f'noise {self.name}: unknown distribution {self.distribution!r}')
+
+    def to_dict(self) -> dict[str, Any]:
+        return {'name': self.name, 'shape': list(self.shape),
+                'distribution': self.distribution, 'clip': self.clip}
+
+    def draw(self, batch: int, rng: np.random.Generator) -> np.ndarray:
+        shape = (batch, *self.shape)
+        if self.distribution == 'zeros':
+            return np.zeros(shape, np.float32)
+        noise = rng.standard_normal(shape).astype(np.float32)
+        return np.clip(noise, -self.clip, self.clip) if self.clip else noise
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def obs_size(self) -> int:
+        return int(self.manifest['observation']['size'])
+
+    @property
+    def act_size(self) -> int:
+        return int(self.manifest['action']['size'])
+
+    @property
+    def act_low(self) -> np.ndarray:
+        return np.asarray(self.manifest['action']['low'], np.float32)
+
+    @property
+    def act_high(self) -> np.ndarray:
+        return np.asarray(self.manifest['action']['high'], np.float32)
+
+    @property
+    def chunk_size(self) -> int:
+        return int(self.manifest['chunk_size'])
+
+    @property
+    def n_action_steps(self) -> int:
+        return int(self.manifest['n_action_steps'])
+
+    @property
+    def noise_inputs(self) -> list[NoiseInput]:
+        return [NoiseInput(n['name'], tuple(n['shape']), n['distribution'], n.get('clip'))
+                for n in self.manifest.get('noise_inputs', [])]
+
+    @property
+    def control_rate_hz(self) -> float:
+        return float(self.manifest.get('control_rate_hz') or 0.0)
+
+    @property
+    def env_id(self) -> str | None:
+        return self.manifest.get('training', {}).get('env_id')
+
+    @property
+    def sha256(self) -> str:
+        """The bundle's identity: the hash of its manifest (which hashes every file)."""
+        return sha256_file(self.path / MANIFEST)
+
+    def file(self, key: str = 'policy') -> Path:
+        name = self.manifest['graphs'][key]
+        return self.path / name
+
+
+def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
+    """Read and check a bundle: manifest fields, format version, file hashes."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f'{path} is not a model bundle: {MANIFEST} not found')
+    try:
+        manifest = yaml.safe_load(manifest_path.read_text())
+    except yaml.YAMLError as exc:
+        raise BundleError(f'{manifest_path} is not valid YAML: {exc}') from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f'{manifest_path} must be a mapping')
+    missing = [k for k in ('format_version', 'kind', 'algorithm', 'observation', 'action',
+                           'chunk_size', 'n_action_steps', 'graphs', 'files', 'inputs',
+                           'outputs') if k not in manifest]
+    if missing:
+        raise BundleError(f'{manifest_path} lacks {missing}')
+    if manifest['format_version'] > FORMAT_VERSION:
+        raise BundleError(f'{path}: bundle format {manifest["format_version"]} is newer than '
+                          f'this runtime understands ({FORMAT_VERSION}); upgrade dgm_policy_ros')
+    bundle = Bundle(path, manifest)
+    if verify:
+        for name, expected in manifest['files'].items():
+            file = path / name
+            if not file.is_file():
+                raise BundleError(f'{path}: {name} is listed in the manifest but missing')
+            if sha256_file(file) != expected:
+                raise BundleError(f'{path}: {name} fails its sha256 check (corrupt or edited '
+                                  'after export); re-export the bundle')
+        for key, name in manifest['graphs'].items():
+            if name not in manifest['files']:
+                raise BundleError(f'{path}: graph {key} ({name}) has no hash in the manifest')
+    low, high = bundle.act_low, bundle.act_high
+    if low.shape != (bundle.act_size,) or high.shape != (bundle.act_size,) or \
+            not np.all(low <= high):
+        raise BundleError(f'{path}: action bounds do not match the action size')
+    return bundle

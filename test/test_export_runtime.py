@@ -1,0 +1,167 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Bundles: export parity, hash/consistency checks, the torch-free runner."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_policies import (
+    HIGH,
+    LOW,
+    OBS_DIM,
+    VARIANT_IDS,
+    VARIANTS,
+    _episodes,
+    _train,
+    tiny_dataset,  # noqa: F401 - fixture
+)
+import yaml
+
+from dgm_policy_ros.runtime import BundleError, ObservationError, PolicyRunner, load_bundle
+
+
+@pytest.fixture(scope='module')
+def bundles(tiny_dataset, tmp_path_factory):  # noqa: F811
+    from dgm_policy_ros.export.onnx_export import export_bundle
+
+    root = tmp_path_factory.mktemp('bundles')
+    out = {}
+    for (name, extra), ident in zip(VARIANTS, VARIANT_IDS):
+        run = root / f'run-{ident}'
+        _train(name, run, 30, dataset=tiny_dataset, extra=extra)
+        out[ident] = export_bundle(run, root / ident)
+    return out
+
+
+@pytest.mark.parametrize('ident', VARIANT_IDS)
+def test_export_parity_and_manifest(bundles, ident):
+    bundle = load_bundle(bundles[ident])
+    m = bundle.manifest
+    parity = m['parity']['onnxruntime_vs_torch_max_abs_error']
+    assert parity['fp32'] <= 1e-5
+    assert np.isfinite(parity['fp16'])
+    assert m['observation']['size'] == OBS_DIM and m['action']['size'] == 2
+    np.testing.assert_allclose(m['action']['low'], LOW)
+    assert set(m['files']) == set(m['graphs'].values())
+    assert m['inputs'][0]['name'] == 'obs'
+    assert [n['name'] for n in m['noise_inputs']] == [i['name'] for i in m['inputs'][1:]]
+    assert m['exporter']['opset'] >= 17
+
+
+@pytest.mark.parametrize('ident', VARIANT_IDS)
+def test_runner_matches_torch_predict_for_the_same_noise(bundles, ident):
+    from dgm_policy_ros.training.trainer import load_run
+
+    bundle = load_bundle(bundles[ident])
+    algo, _, _ = load_run(bundle.manifest['training']['run'])
+    runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=11)
+    obs = np.stack([e.observations[4] for e in _episodes(seed=9)])
+    got = runner.infer(obs)
+    expected = algo.predict(obs, rng=np.random.default_rng(11))  # same draws, same order
+    np.testing.assert_allclose(got, np.clip(expected, LOW, HIGH), atol=1e-5)
+    assert got.shape == (len(obs), bundle.chunk_size, 2)
+
+
+def test_action_queue_executes_n_action_steps_per_inference(bundles):
+    runner = PolicyRunner(bundles['cvae_bc'], backend='onnxruntime-cpu')
+    assert (runner.bundle.chunk_size, runner.bundle.n_action_steps) == (4, 2)
+    obs = _episodes(seed=2)[0].observations
+    first_chunk = runner.infer(obs[0])[0]
+    runner.latencies_ms.clear()
+    actions = [runner.act(obs[t]) for t in range(4)]
+    assert len(runner.latencies_ms) == 2  # inference at steps 0 and 2 only
+    np.testing.assert_allclose(actions[0], first_chunk[0], atol=1e-6)
+    np.testing.assert_allclose(actions[1], first_chunk[1], atol=1e-6)
+    runner.reset()
+    assert len(runner.queue) == 0
+
+
+def test_bad_observations_are_refused(bundles):
+    runner = PolicyRunner(bundles['bc'], backend='onnxruntime-cpu')
+    with pytest.raises(ObservationError, match='wrong size') as info:
+        runner.act(np.zeros(OBS_DIM + 1))
+    assert info.value.reason == 'wrong size'
+    with pytest.raises(ObservationError, match='non-finite'):
+        runner.act(np.array([0.0, np.nan, 0.0, 0.0]))
+    with pytest.raises(ObservationError, match='non-finite'):
+        runner.infer(np.array([[0.0, 0.0, np.inf, 0.0]]))
+    with pytest.raises(ObservationError, match='not numeric'):
+        runner.act(['a', 'b', 'c', 'd'])
+    assert np.isfinite(runner.act(np.zeros(OBS_DIM))).all()
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_corrupt_or_inconsistent_bundles_are_refused(bundles, tmp_path):
+    bad = _copy(bundles['bc'], tmp_path / 'flipped')
+    data = bytearray((bad / 'policy.onnx').read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / 'policy.onnx').write_bytes(bytes(data))
+    with pytest.raises(BundleError, match='policy.onnx fails its sha256'):
+        load_bundle(bad)
+    missing = _copy(bundles['bc'], tmp_path / 'missing')
+    (missing / 'policy_fp16.onnx').unlink()
+    with pytest.raises(BundleError, match='listed in the manifest but missing'):
+        load_bundle(missing)
+    with pytest.raises(BundleError, match='not a model bundle'):
+        load_bundle(tmp_path / 'nowhere')
+    renamed = _copy(bundles['gan_bc'], tmp_path / 'renamed')
+    manifest = yaml.safe_load((renamed / 'manifest.yaml').read_text())
+    manifest['inputs'][1]['name'] = 'z'
+    (renamed / 'manifest.yaml').write_text(yaml.safe_dump(manifest))
+    with pytest.raises(BundleError, match='manifest lists inputs'):
+        PolicyRunner(renamed, backend='onnxruntime-cpu')
+    resized = _copy(bundles['bc'], tmp_path / 'resized')
+    manifest = yaml.safe_load((resized / 'manifest.yaml').read_text())
+    manifest['observation']['size'] = 5
+    manifest['inputs'][0]['shape'] = ['batch', 5]
+    (resized / 'manifest.yaml').write_text(yaml.safe_dump(manifest))
+    with pytest.raises(BundleError, match=r'input obs is \[4\]'):
+        PolicyRunner(resized, backend='onnxruntime-cpu')
+    newer = _copy(bundles['bc'], tmp_path / 'newer')
+    manifest['format_version'] = 99
+    (newer / 'manifest.yaml').write_text(yaml.safe_dump(manifest))
+    with pytest.raises(BundleError, match='newer than this runtime'):
+        load_bundle(newer)
+
+
+def test_export_refuses_to_overwrite_and_leaves_nothing_half_written(bundles, tmp_path):
+    from dgm_policy_ros.export.onnx_export import ExportError, export_bundle
+
+    run = load_bundle(bundles['bc']).manifest['training']['run']
+    with pytest.raises(FileExistsError):
+        export_bundle(run, bundles['bc'])
+    with pytest.raises(ExportError, match='differs from torch'):
+        export_bundle(run, tmp_path / 'strict', parity_atol=-1.0)
+    assert not (tmp_path / 'strict').exists()
+    assert not [p for p in tmp_path.iterdir() if 'staging' in p.name]
+
+
+def test_flow_bundle_ships_its_log_density(bundles):
+    import onnxruntime as ort
+
+    bundle = load_bundle(bundles['flow_bc'])
+    session = ort.InferenceSession(str(bundle.file('log_prob')))
+    obs = _episodes(seed=1)[0].observations[:3]
+    act = np.zeros((3, 2), np.float32)
+    logp = session.run(None, {'obs': obs, 'action': act})[0]
+    assert logp.shape == (3,) and np.isfinite(logp).all()
+
+
+def test_runtime_never_imports_torch(bundles):
+    code = (
+        'import sys, numpy as np\n'
+        'from dgm_policy_ros.runtime import PolicyRunner\n'
+        f'r = PolicyRunner({str(bundles["bcq"])!r}, backend="onnxruntime-cpu")\n'
+        f'a = r.act(np.zeros({OBS_DIM}, np.float32))\n'
+        'assert a.shape == (2,)\n'
+        'print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout
+    assert json.loads(out.strip().replace("'", '"')) == []
