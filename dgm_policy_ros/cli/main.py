@@ -178,6 +178,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build_engine(args: argparse.Namespace) -> int:
+    from dgm_policy_ros.runtime.bundle import load_bundle
+    from dgm_policy_ros.runtime.tensorrt_engine import resolve_engine, source_graph
+
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise ValueError('TensorRT is not installed here (pip install tensorrt, or JetPack '
+                         'on a Jetson): engines are built on the machine that runs them') from None
+    bundle = load_bundle(args.bundle)
+    fp16 = bundle.file('policy_fp16') if 'policy_fp16' in bundle.manifest['graphs'] else None
+    graph = source_graph(bundle.file('policy'), fp16, args.precision)
+    engine = resolve_engine(graph, args.engine, args.precision,
+                            force_rebuild=args.force_engine_update)
+    print(f'engine: {engine}')
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from dgm_policy_ros.demo import run_data_pipeline_demo
 
@@ -290,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--seed', type=int, default=0, help='noise generator seed')
     p.add_argument('--env-seed', type=int,
                    help="first environment seed (default: the training evaluation's)")
+
+    p = add('build-engine', _cmd_build_engine,
+            "Build (or reuse) a TensorRT engine for this GPU from a bundle's ONNX.")
+    p.add_argument('--bundle', required=True)
+    p.add_argument('--precision', choices=['fp32', 'fp16'], default='fp16')
+    p.add_argument('--engine', help='engine file (default: <bundle>/engines/<named by GPU>)')
+    p.add_argument('--force-engine-update', action='store_true')
 
     p = add('demo', _cmd_demo, "The README's main job (today: the data pipeline end to end).")
     p.add_argument('--out', default='data/demo', help='folder for the demo datasets')

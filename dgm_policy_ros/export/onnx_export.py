@@ -49,10 +49,34 @@ def export_onnx(module: torch.nn.Module, example: list[np.ndarray], names: list[
                 output: str, path: Path) -> None:
     # The TorchScript-based exporter (dynamo=False): static control flow, no extra
     # dependency (the dynamo exporter needs onnxscript), and dynamic_axes for the batch.
+    tensors = tuple(torch.from_numpy(x) for x in example)
     torch.onnx.export(
-        module, tuple(torch.from_numpy(x) for x in example), str(path), input_names=names,
+        module, tensors, str(path), input_names=names,
         output_names=[output], opset_version=OPSET, dynamo=False,
         dynamic_axes={**{n: {0: 'batch'} for n in names}, output: {0: 'batch'}})
+    with torch.no_grad():
+        out_shape = tuple(module(*tensors).shape)
+    _pin_static_dims(path, {**{n: x.shape for n, x in zip(names, example)},
+                            output: out_shape})
+
+
+def _pin_static_dims(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Only the batch dimension may be dynamic: the exporter sometimes leaves others symbolic
+    (e.g. 'Addactions_dim_1'), which TensorRT optimization profiles cannot take."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for value in [*model.graph.input, *model.graph.output]:
+        if value.name not in shapes:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        for dim, size in zip(list(dims)[1:], shapes[value.name][1:]):
+            dim.Clear()
+            dim.dim_value = int(size)
+        dims[0].Clear()
+        dims[0].dim_param = 'batch'
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def max_abs_error(onnx_path: Path, module: torch.nn.Module, inputs: list[np.ndarray],

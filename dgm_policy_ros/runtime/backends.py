@@ -76,23 +76,25 @@ def tensorrt_available() -> bool:
         import tensorrt  # noqa: F401
     except ImportError:
         return False
-    from dgm_policy_ros.runtime.tensorrt_backend import cuda_device_count
+    from dgm_policy_ros.runtime.tensorrt_engine import cuda_device_count
 
     return cuda_device_count() > 0
 
 
 def make_backend(onnx_path: Path, backend: str = 'auto', threads: int = 1,
                  engine_path: Path | None = None, force_engine_update: bool = False,
-                 rebuild: bool = True) -> Backend:
+                 rebuild: bool = True, precision: str = 'fp32',
+                 fp16_onnx_path: Path | None = None) -> Backend:
     if backend not in BACKENDS:
         raise BackendError(f'unknown backend {backend!r}; choose one of {BACKENDS}')
     if backend == 'tensorrt' or (backend == 'auto' and tensorrt_available()):
-        from dgm_policy_ros.runtime.tensorrt_backend import TensorRTBackend
+        from dgm_policy_ros.runtime.tensorrt_engine import TensorRTBackend
 
         if backend == 'tensorrt' and not tensorrt_available():
             raise BackendError('backend tensorrt: the tensorrt module or a CUDA GPU is missing')
         return TensorRTBackend.from_onnx(onnx_path, engine_path=engine_path,
-                                         force_rebuild=force_engine_update, rebuild=rebuild)
+                                         force_rebuild=force_engine_update, rebuild=rebuild,
+                                         precision=precision, fp16_onnx_path=fp16_onnx_path)
     if backend in ('auto', 'onnxruntime'):
         return OnnxRuntimeBackend(onnx_path, onnxruntime_gpu_providers() +
                                   ['CPUExecutionProvider'], threads)

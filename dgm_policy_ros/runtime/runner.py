@@ -30,10 +30,14 @@ class ObservationError(ValueError):
 class PolicyRunner:
     def __init__(self, bundle: Bundle | str | Path, backend: str = 'auto', seed: int = 0,
                  threads: int = 1, engine_path: Path | None = None,
-                 force_engine_update: bool = False, latency_window: int = 10_000) -> None:
+                 force_engine_update: bool = False, precision: str = 'fp32',
+                 latency_window: int = 10_000) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        graphs = self.bundle.manifest['graphs']
+        fp16 = self.bundle.file('policy_fp16') if 'policy_fp16' in graphs else None
         self.backend: Backend = make_backend(self.bundle.file('policy'), backend, threads,
-                                             engine_path, force_engine_update)
+                                             engine_path, force_engine_update,
+                                             precision=precision, fp16_onnx_path=fp16)
         self._check_graph()
         self.rng = np.random.default_rng(seed)
         self.queue = ActionQueue(self.bundle.n_action_steps)
