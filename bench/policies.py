@@ -13,6 +13,7 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 import json
 from pathlib import Path
+import shutil
 import subprocess
 import sys
 import time
@@ -58,8 +59,8 @@ def run_ours(algo, dataset, seed, steps, episodes, path: Path) -> None:
            '--dataset', dataset, '--steps', str(steps), '--seed', str(seed), '--out', str(run),
            '--config', str(cfg), '--eval-every', '0', '--eval-episodes', str(episodes),
            '--checkpoint-every', str(steps), '--threads', '1', '--quiet']
-    if (run / 'checkpoints').exists():
-        cmd.append('--resume')
+    if run.exists():  # an interrupted run restarts from scratch: its steps/s must be whole
+        shutil.rmtree(run)
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     result = json.loads((run / 'result.json').read_text())
     out = {'impl': 'ours', 'algo': algo, 'dataset': dataset, 'seed': seed, 'steps': steps,
