@@ -29,7 +29,7 @@ ROS_WHEELS = [
 EXTRAS = {
     # torch==2.13.0 is pinned on purpose: a looser range pulls a multi-GB CUDA build.
     'train': ['torch==2.13.0', 'safetensors>=0.4', 'tensorboard>=2.14', 'tqdm>=4.66',
-              'rich>=13', 'matplotlib>=3.7', 'onnx>=1.16'],
+              'rich>=13', 'matplotlib>=3.7', 'onnx>=1.16', 'onnxconverter-common>=1.14'],
     'sim': ['mujoco>=3.1', 'gymnasium[mujoco]>=1.0', 'minari[create]>=0.5.1',
             'stable-baselines3>=2.3', 'tqdm>=4.66'],
     'ros-wheels': ROS_WHEELS,

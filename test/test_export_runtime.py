@@ -165,3 +165,28 @@ def test_runtime_never_imports_torch(bundles):
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True).stdout
     assert json.loads(out.strip().replace("'", '"')) == []
+
+
+@pytest.mark.slow
+def test_bundle_eval_in_mujoco_reproduces_the_training_evaluation(tmp_path, capsys):
+    from dgm_policy_ros.cli.main import main
+    from dgm_policy_ros.sim.collect import CollectConfig, collect
+    from dgm_policy_ros.training.trainer import TrainConfig, Trainer
+
+    collect(CollectConfig(env='Hopper-v5', out='test/hopper/tiny-v0', steps=600, n_envs=2),
+            progress=False)
+    run = tmp_path / 'run'
+    trained = Trainer(TrainConfig(algo='bc', dataset='test/hopper/tiny-v0', out=str(run),
+                                  steps=200, eval_every=0, eval_episodes=3, tensorboard=False,
+                                  progress=False, algo_config={'hidden': [64, 64]})).run()
+    assert main(['export', str(run), '--out', str(tmp_path / 'bundle')]) == 0
+    manifest = load_bundle(tmp_path / 'bundle').manifest
+    assert manifest['control_rate_hz'] == pytest.approx(125.0)  # Hopper-v5: dt = 8 ms
+    capsys.readouterr()
+    assert main(['eval', '--bundle', str(tmp_path / 'bundle'), '--episodes', '3',
+                 '--backend', 'onnxruntime-cpu']) == 0
+    result = json.loads(capsys.readouterr().out)
+    # Same env seeds, same deterministic policy, ONNX Runtime instead of torch.
+    assert result['score_mean'] == pytest.approx(trained['score_mean'], abs=0.5)
+    assert result['training_score_mean'] == pytest.approx(trained['score_mean'])
+    assert result['backend'] == 'onnxruntime' and result['p99_ms'] > 0
