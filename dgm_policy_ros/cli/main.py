@@ -196,6 +196,27 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sim_loop(args: argparse.Namespace) -> int:
+    from dgm_policy_ros.ros.sim_loop import run_sim_loop
+
+    result = run_sim_loop(args.bundle, args.env, args.episodes, lockstep=args.lockstep,
+                          seed=args.seed, backend=args.backend, plot=args.plot,
+                          timeout_s=args.timeout)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['bundle']} on {result['env']} ({result['mode']}, over ROS 2): "
+          f"{result['episodes']} episodes")
+    print(f"  return {result['return_mean']:.1f} ± {result['return_std']:.1f}"
+          + (f", normalized score {result['score_mean']:.1f} ± {result['score_std']:.1f}"
+             if 'score_mean' in result else ''))
+    print(f"  inference p50 {result['inference_p50_ms']} ms, p99 {result['inference_p99_ms']} "
+          f"ms, missed deadlines {result['missed_deadlines']}, backend {result['backend']}")
+    if result.get('plot'):
+        print(f"  plot: {result['plot']}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from dgm_policy_ros.demo import run_data_pipeline_demo
 
@@ -315,6 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--precision', choices=['fp32', 'fp16'], default='fp16')
     p.add_argument('--engine', help='engine file (default: <bundle>/engines/<named by GPU>)')
     p.add_argument('--force-engine-update', action='store_true')
+
+    p = add('sim-loop', _cmd_sim_loop,
+            'Run the policy node against the MuJoCo simulator node over ROS 2.')
+    p.add_argument('--bundle', required=True)
+    p.add_argument('--env', help="Gymnasium id (default: the bundle's training env)")
+    p.add_argument('--episodes', type=int, default=10)
+    p.add_argument('--lockstep', action='store_true',
+                   help='the simulator waits for each command (deterministic)')
+    p.add_argument('--seed', type=int, help="first episode's env seed (default: the "
+                   "bundle's training evaluation seed)")
+    p.add_argument('--backend', default='auto',
+                   choices=['auto', 'tensorrt', 'onnxruntime', 'onnxruntime-cpu'])
+    p.add_argument('--plot', default='sim_loop.png')
+    p.add_argument('--timeout', type=float, default=900.0)
+    p.add_argument('--json', action='store_true')
 
     p = add('demo', _cmd_demo, "The README's main job (today: the data pipeline end to end).")
     p.add_argument('--out', default='data/demo', help='folder for the demo datasets')

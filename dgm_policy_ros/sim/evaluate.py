@@ -1,20 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
 """Episodes of a policy in Gymnasium MuJoCo, scored with the project's normalized score.
 
-One episode loop for everything that is evaluated: the torch policy during training and,
-later, the exported bundle through the deployment runner. A policy here is any callable
+One episode loop for everything that is evaluated: the torch policy during training and the
+exported bundle through the deployment runner. A policy here is any callable
 ``(B, obs_dim) observations -> (B, H, A) action chunks``; each environment keeps its own
-queue of the chunk's first ``n_action_steps`` actions, exactly as the ROS node will.
+``ActionQueue`` (the runtime's), exactly as the ROS node does.
 """
 from __future__ import annotations
 
-from collections import deque
 import dataclasses
 from typing import Callable
 
 import numpy as np
 
 from dgm_policy_ros.data.scores import has_reference, normalized_score
+from dgm_policy_ros.runtime.action_queue import ActionQueue
 
 ChunkPolicy = Callable[[np.ndarray], np.ndarray]
 
@@ -40,38 +40,44 @@ class EvalResult:
 
 
 def evaluate(policy: ChunkPolicy, env_id: str, episodes: int = 10, seed: int = 0,
-             n_action_steps: int = 1, reset_hook: Callable[[int], None] | None = None
-             ) -> EvalResult:
-    """Run ``episodes`` episodes side by side (one batched policy call per control step).
+             n_action_steps: int = 1, parallel: bool = True) -> EvalResult:
+    """Run ``episodes`` episodes; environment i is reset with seed ``seed + i``.
 
-    Environment i is reset with seed ``seed + i``, so results are reproducible.
+    ``parallel``: all episodes side by side, one batched policy call per control step (fast);
+    otherwise one after the other at batch 1, bit for bit what a single robot's node computes.
     """
-    import gymnasium as gym
-
     if episodes < 1 or n_action_steps < 1:
         raise ValueError('episodes and n_action_steps must be >= 1')
-    envs = [gym.make(env_id) for _ in range(episodes)]
+    if parallel:
+        return _run(policy, env_id, list(range(episodes)), seed, n_action_steps)
+    parts = [_run(policy, env_id, [i], seed, n_action_steps) for i in range(episodes)]
+    return EvalResult(env_id, np.concatenate([p.returns for p in parts]),
+                      np.concatenate([p.lengths for p in parts]))
+
+
+def _run(policy: ChunkPolicy, env_id: str, indices: list[int], seed: int,
+         n_action_steps: int) -> EvalResult:
+    import gymnasium as gym
+
+    envs = [gym.make(env_id) for _ in indices]
     try:
-        obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
-        queues: list[deque] = [deque() for _ in envs]
-        returns = np.zeros(episodes)
-        lengths = np.zeros(episodes, dtype=np.int64)
-        running = list(range(episodes))
-        if reset_hook is not None:
-            for i in running:
-                reset_hook(i)
+        obs = [env.reset(seed=seed + i)[0] for i, env in zip(indices, envs)]
+        queues = [ActionQueue(n_action_steps) for _ in envs]
+        returns = np.zeros(len(envs))
+        lengths = np.zeros(len(envs), dtype=np.int64)
+        running = list(range(len(envs)))
         while running:
-            need = [i for i in running if not queues[i]]
+            need = [i for i in running if queues[i].needs_refill]
             if need:
                 chunks = np.asarray(policy(np.stack([obs[i] for i in need]).astype(np.float32)))
                 if chunks.ndim != 3 or chunks.shape[0] != len(need):
                     raise ValueError(f'policy returned shape {chunks.shape}, expected '
                                      f'({len(need)}, H, act_dim)')
                 for row, i in enumerate(need):
-                    queues[i].extend(chunks[row, :n_action_steps])
+                    queues[i].refill(chunks[row])
             still = []
             for i in running:
-                obs[i], reward, term, trunc, _ = envs[i].step(queues[i].popleft())
+                obs[i], reward, term, trunc, _ = envs[i].step(queues[i].pop())
                 returns[i] += reward
                 lengths[i] += 1
                 if term or trunc:

@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``/diagnostics`` for the policy node (diagnostic_msgs/DiagnosticArray).
+
+Once a second, and at once when a new fault appears: inference latency p50/p99, achieved
+control rate, missed deadlines, invalid/stale/dropped message counts, backend, bundle hash,
+lifecycle state, and the last fault's reason.
+"""
+from __future__ import annotations
+
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+
+class DiagnosticsReporter:
+    def __init__(self, node, period_s: float = 1.0) -> None:
+        self.node = node
+        self.publisher = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.timer = node.create_timer(period_s, self.publish)
+        self.level = DiagnosticStatus.OK
+        self.message = 'unconfigured'
+        self.state = 'unconfigured'
+        self.backend = ''
+        self.bundle_sha = ''
+        self._last_reason = None
+        self._last_publish = 0.0
+
+    def configure(self, bundle, backend: str) -> None:
+        self.backend, self.bundle_sha = backend, bundle.sha256
+        self.set_state('inactive')
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        self.level, self.message = DiagnosticStatus.OK, state
+        self._last_reason = None
+        self.publish()
+
+    def fault(self, reason: str, detail: str, error: bool = False) -> None:
+        self.level = DiagnosticStatus.ERROR if error else DiagnosticStatus.WARN
+        self.message = f'fault action published: {reason}: {detail}'
+        if reason != self._last_reason or time.monotonic() - self._last_publish > 1.0:
+            self._last_reason = reason
+            self.publish()
+
+    def ok(self) -> None:
+        if self.level != DiagnosticStatus.OK:
+            self.level, self.message, self._last_reason = DiagnosticStatus.OK, 'running', None
+            self.publish()
+
+    def publish(self) -> None:
+        node = self.node
+        values = {'state': self.state, 'backend': self.backend,
+                  'bundle_sha256': self.bundle_sha}
+        if node.runner is not None:
+            values.update({f'inference_{k}': f'{v:.4f}'
+                           for k, v in node.runner.latency_percentiles().items()})
+        values['achieved_rate_hz'] = f'{node.achieved_rate_hz():.2f}'
+        for key in ('missed_deadlines', 'wrong size', 'non-finite', 'stale', 'waiting',
+                    'out_of_order', 'out of distribution', 'non_finite_action'):
+            values[key.replace(' ', '_')] = str(node.counters.get(key, 0))
+        status = DiagnosticStatus(level=self.level, name=f'dgm_policy: {node.get_name()}',
+                                  message=self.message, hardware_id=self.bundle_sha[:16],
+                                  values=[KeyValue(key=k, value=str(v))
+                                          for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = node.get_clock().now().to_msg()
+        self.publisher.publish(msg)
+        self._last_publish = time.monotonic()

@@ -1,0 +1,250 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``mujoco_sim_node``: a Gymnasium MuJoCo task (or any MJCF file) as a ROS 2 robot.
+
+Publishes ``/joint_states`` (every 1-DoF joint), ``~/observation`` (the task's observation
+vector, ``layout.data_offset`` = global step index), ``/clock`` (simulation time),
+``~/reward`` (std_msgs/Float64) and ``~/episode_end`` (std_msgs/String, JSON: episode, return,
+length, terminated, seed); subscribes to the command topic (std_msgs/Float64MultiArray, a
+forward command controller's). Services in mujoco_ros2_control's style: ``~/reset_world``
+(std_srvs/Trigger), ``~/set_pause`` (std_srvs/SetBool), ``~/step_simulation``
+(std_srvs/Trigger).
+
+Modes: ``realtime`` steps at the task's control rate on the wall clock with the latest command;
+``lockstep`` advances one control step only when the command for the current step arrives
+(its ``layout.data_offset`` equals the step index), so results do not depend on machine load;
+the observation is re-sent if no command comes within ``lockstep_resend_s``.
+
+Episode i is reset with seed ``seed + i``, as ``dgm eval`` seeds its environment i.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterType as PT
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64, Float64MultiArray, String
+from std_srvs.srv import SetBool, Trigger
+
+
+def _desc(text: str, kind: int) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text, type=kind)
+
+
+PARAMETERS = {
+    'env_id': ('Hopper-v5', _desc('Gymnasium task id', PT.PARAMETER_STRING)),
+    'mjcf_file': ('', _desc('an MJCF file instead of a Gymnasium task (observation: qpos, '
+                            'qvel; no reward)', PT.PARAMETER_STRING)),
+    'mode': ('realtime', _desc('realtime or lockstep', PT.PARAMETER_STRING)),
+    'seed': (0, _desc('episode i is reset with seed + i', PT.PARAMETER_INTEGER)),
+    'episodes': (0, _desc('stop stepping after this many episodes (0: forever)',
+                          PT.PARAMETER_INTEGER)),
+    'command_topic': ('/forward_command_controller/commands',
+                      _desc('Float64MultiArray commands', PT.PARAMETER_STRING)),
+    'publish_clock': (True, _desc('publish /clock (simulation time)', PT.PARAMETER_BOOL)),
+    'lockstep_resend_s': (0.5, _desc('re-send the observation after this long without a '
+                                     'command (lockstep)', PT.PARAMETER_DOUBLE)),
+    'start_paused': (False, _desc('start paused (use ~/set_pause or ~/step_simulation)',
+                                  PT.PARAMETER_BOOL)),
+}
+
+
+class MjcfEnv:
+    """A bare MJCF model behind the Gymnasium step/reset interface (reward 0, no end)."""
+
+    def __init__(self, path: str, frame_skip: int = 1) -> None:
+        import gymnasium as gym
+        import mujoco
+
+        self.mujoco = mujoco
+        self.model = mujoco.MjModel.from_xml_path(path)
+        self.data = mujoco.MjData(self.model)
+        self.frame_skip = frame_skip
+        self.dt = self.model.opt.timestep * frame_skip
+        low, high = self.model.actuator_ctrlrange.T if self.model.nu else (np.zeros(0),) * 2
+        self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32))
+        self.unwrapped = self
+
+    def _obs(self):
+        return np.concatenate([self.data.qpos, self.data.qvel])
+
+    def reset(self, seed=None):
+        self.mujoco.mj_resetData(self.model, self.data)
+        self.mujoco.mj_forward(self.model, self.data)
+        return self._obs(), {}
+
+    def step(self, action):
+        self.data.ctrl[:] = action
+        self.mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        return self._obs(), 0.0, False, False, {}
+
+
+class MujocoSimNode(Node):
+    def __init__(self, node_name: str = 'mujoco_sim', **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if p['mode'] not in ('realtime', 'lockstep'):
+            raise ValueError(f"mode must be realtime or lockstep, got {p['mode']!r}")
+        self.p = p
+        if p['mjcf_file']:
+            self.env = MjcfEnv(p['mjcf_file'])
+        else:
+            import gymnasium as gym
+
+            self.env = gym.make(p['env_id'])
+        self.dt = float(self.env.unwrapped.dt)
+        model = self.env.unwrapped.model
+        self.joints = []  # (name, qpos address, dof address) of 1-DoF joints
+        for j in range(model.njnt):
+            if model.jnt_type[j] in (2, 3):  # slide, hinge
+                self.joints.append((model.joint(j).name, int(model.jnt_qposadr[j]),
+                                    int(model.jnt_dofadr[j])))
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_joints = self.create_publisher(JointState, '/joint_states',
+                                                qos_profile_sensor_data)
+        self.pub_obs = self.create_publisher(Float64MultiArray, '~/observation',
+                                             qos_profile_sensor_data)
+        self.pub_clock = self.create_publisher(Clock, '/clock', 10) \
+            if p['publish_clock'] else None
+        self.pub_reward = self.create_publisher(Float64, '~/reward', reliable)
+        self.pub_end = self.create_publisher(String, '~/episode_end', reliable)
+        self.create_subscription(Float64MultiArray, p['command_topic'], self._on_command,
+                                 reliable)
+        self.create_service(Trigger, '~/reset_world', self._srv_reset)
+        self.create_service(SetBool, '~/set_pause', self._srv_pause)
+        self.create_service(Trigger, '~/step_simulation', self._srv_step)
+        self.paused = bool(p['start_paused'])
+        self.step_index = 0
+        self.episode = 0
+        self.done = False
+        self.command: np.ndarray | None = None
+        self._reset_episode()
+        if p['mode'] == 'realtime':
+            self.create_timer(self.dt, self._on_tick)
+        else:
+            self.create_timer(p['lockstep_resend_s'], self._resend)
+        self._since_publish = 0.0
+
+    # ---------------------------------------------------------------- simulation
+    @property
+    def sim_time(self) -> float:
+        return self.step_index * self.dt
+
+    def _reset_episode(self) -> None:
+        seed = int(self.p['seed']) + self.episode
+        self.obs, _ = self.env.reset(seed=seed)
+        self.episode_return, self.episode_length, self.seed_used = 0.0, 0, seed
+        self._publish_state()
+
+    def _step(self, action: np.ndarray) -> None:
+        if self.done:
+            return
+        space = self.env.action_space
+        # In the action space's dtype, as a Gymnasium agent passes it (the task's control
+        # cost is then computed in the same precision as in `dgm eval`).
+        action = np.clip(np.asarray(action, dtype=space.dtype), space.low, space.high)
+        self.obs, reward, terminated, truncated, _ = self.env.step(action)
+        self.step_index += 1
+        self.episode_return += float(reward)
+        self.episode_length += 1
+        self.pub_reward.publish(Float64(data=float(reward)))
+        if terminated or truncated:
+            self.pub_end.publish(String(data=json.dumps({
+                'episode': self.episode, 'return': self.episode_return,
+                'length': self.episode_length, 'terminated': bool(terminated),
+                'seed': self.seed_used})))
+            self.episode += 1
+            if self.p['episodes'] and self.episode >= self.p['episodes']:
+                self.done = True
+                return
+            self._reset_episode()
+            return
+        self._publish_state()
+
+    def _publish_state(self) -> None:
+        stamp = rclpy.time.Time(seconds=self.sim_time).to_msg()
+        if self.pub_clock is not None:
+            self.pub_clock.publish(Clock(clock=stamp))
+        data = self.env.unwrapped.data
+        joints = JointState(name=[j[0] for j in self.joints],
+                            position=[float(data.qpos[j[1]]) for j in self.joints],
+                            velocity=[float(data.qvel[j[2]]) for j in self.joints])
+        joints.header.stamp = stamp
+        self.pub_joints.publish(joints)
+        obs = Float64MultiArray(data=np.asarray(self.obs, np.float64).tolist())
+        obs.layout.data_offset = self.step_index
+        self.pub_obs.publish(obs)
+
+    # ---------------------------------------------------------------- inputs
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        size = self.env.action_space.shape[0]
+        action = np.asarray(msg.data, dtype=np.float64)
+        if action.shape != (size,) or not np.isfinite(action).all():
+            self.get_logger().warn(f'ignoring a bad command ({action.size} values, '
+                                   f'finite={bool(np.isfinite(action).all())})',
+                                   throttle_duration_sec=1.0)
+            return
+        self.command = action
+        if self.p['mode'] == 'lockstep' and not self.paused and \
+                int(msg.layout.data_offset) == self.step_index:
+            self._step(action)
+
+    def _on_tick(self) -> None:
+        if not self.paused:
+            self._step(self.command if self.command is not None
+                       else np.zeros(self.env.action_space.shape))
+
+    def _resend(self) -> None:
+        if not self.done:
+            self._publish_state()  # lost observation or a late-joining policy
+
+    # ---------------------------------------------------------------- services
+    def _srv_reset(self, request, response):
+        self.done = False
+        self.command = None
+        self._reset_episode()
+        response.success, response.message = True, f'episode {self.episode} reset ' \
+            f'with seed {self.seed_used}'
+        return response
+
+    def _srv_pause(self, request, response):
+        self.paused = bool(request.data)
+        response.success, response.message = True, 'paused' if self.paused else 'running'
+        return response
+
+    def _srv_step(self, request, response):
+        if not self.paused:
+            response.success, response.message = False, 'pause the simulation first'
+            return response
+        before = self.step_index
+        self._step(self.command if self.command is not None
+                   else np.zeros(self.env.action_space.shape))
+        response.success = self.step_index == before + 1
+        response.message = f'step {self.step_index}, t = {self.sim_time:.4f} s'
+        return response
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = MujocoSimNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,183 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``dgm sim-loop``: the policy node against the MuJoCo simulator node, over real ROS 2.
+
+Starts ``mujoco_sim_node`` and ``policy_node`` as separate processes (they talk over DDS, as on
+a robot), watches ``~/episode_end`` and ``/diagnostics`` from a third node, stops both after
+the requested episodes, and reports returns, normalized score, inference latency and missed
+deadlines, with a plot. The same graph as ``launch/sim_in_the_loop.launch.py``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+SIM_NODE = 'mujoco_sim'
+POLICY_NODE = 'dgm_policy'
+
+
+def observation_spec_for_sim(obs_size: int, sim_node: str = SIM_NODE) -> list[dict]:
+    return [{'topic': f'/{sim_node}/observation', 'type': 'std_msgs/Float64MultiArray',
+             'size': obs_size}]
+
+
+def node_commands(bundle: Path, env_id: str, episodes: int, seed: int, lockstep: bool,
+                  spec_file: Path, backend: str = 'auto') -> tuple[list[str], list[str]]:
+    sim = [sys.executable, '-m', 'dgm_policy_ros.ros.mujoco_sim_node', '--ros-args',
+           '-r', f'__node:={SIM_NODE}', '-p', f'env_id:={env_id}',
+           '-p', f"mode:={'lockstep' if lockstep else 'realtime'}", '-p', f'seed:={seed}',
+           '-p', f'episodes:={episodes}']
+    policy = [sys.executable, '-m', 'dgm_policy_ros.ros.policy_node', '--ros-args',
+              '-r', f'__node:={POLICY_NODE}', '-p', f'model_file_path:={bundle}',
+              '-p', f'observation_spec:={spec_file}', '-p', f'backend:={backend}',
+              '-p', f"trigger:={'observation' if lockstep else 'timer'}",
+              '-p', f'episode_reset_topic:=/{SIM_NODE}/episode_end', '-p', 'autostart:=true',
+              '-p', f"use_sim_time:={'false' if lockstep else 'true'}"]
+    return sim, policy
+
+
+def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 10,
+                 lockstep: bool = True, seed: int | None = None, backend: str = 'auto',
+                 plot: str | Path | None = None, timeout_s: float = 600.0) -> dict[str, Any]:
+    from diagnostic_msgs.msg import DiagnosticArray
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+    import yaml
+
+    from dgm_policy_ros.data.scores import has_reference, normalized_score
+    from dgm_policy_ros.runtime.bundle import load_bundle
+
+    bundle_path = Path(bundle).resolve()
+    manifest = load_bundle(bundle_path).manifest
+    env_id = env_id or manifest.get('training', {}).get('env_id')
+    if not env_id:
+        raise ValueError('the bundle names no environment: pass --env')
+    if seed is None:
+        seed = int(manifest.get('training', {}).get('eval_env_seed', 0))
+    work = Path(tempfile.mkdtemp(prefix='dgm-sim-loop-'))
+    spec_file = work / 'observation_spec.yaml'
+    spec_file.write_text(yaml.safe_dump(observation_spec_for_sim(manifest['observation']
+                                                                 ['size'])))
+    sim_cmd, policy_cmd = node_commands(bundle_path, env_id, episodes, seed, lockstep,
+                                        spec_file, backend)
+    ends: list[dict] = []
+    diagnostics: dict[str, str] = {}
+    finished = threading.Event()
+    rclpy.init()
+    node = rclpy.create_node('dgm_sim_loop_monitor')
+    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+    def on_end(msg):
+        ends.append(json.loads(msg.data))
+        if len(ends) >= episodes:
+            finished.set()
+
+    def on_diag(msg):
+        for status in msg.status:
+            if status.name.startswith('dgm_policy'):
+                diagnostics.update({kv.key: kv.value for kv in status.values})
+                diagnostics['message'] = status.message
+
+    node.create_subscription(String, f'/{SIM_NODE}/episode_end', on_end, reliable)
+    node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    logs = {name: open(work / f'{name}.log', 'w') for name in ('sim', 'policy')}
+    procs = []
+    started = time.monotonic()
+    try:
+        # The policy first: in lockstep the simulator waits for its commands anyway.
+        procs.append(subprocess.Popen(policy_cmd, stdout=logs['policy'],
+                                      stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen(sim_cmd, stdout=logs['sim'], stderr=subprocess.STDOUT))
+        while not finished.wait(0.5):
+            for proc, name in zip(procs, ('policy', 'sim')):
+                if proc.poll() is not None:
+                    raise RuntimeError(f'the {name} node exited ({proc.returncode}); log: '
+                                       f'{work / (name + ".log")}\n'
+                                       f'{(work / (name + ".log")).read_text()[-2000:]}')
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f'{len(ends)}/{episodes} episodes after {timeout_s:.0f} s; '
+                                   f'logs in {work}')
+        time.sleep(1.2)  # one more diagnostics period, for the final counters
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for handle in logs.values():
+            handle.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    ends.sort(key=lambda e: e['episode'])
+    returns = np.array([e['return'] for e in ends])
+    result = {
+        'bundle': str(bundle_path), 'env': env_id, 'mode': 'lockstep' if lockstep else
+        'realtime', 'episodes': len(ends), 'seeds': [e['seed'] for e in ends],
+        'returns': returns.tolist(), 'lengths': [e['length'] for e in ends],
+        'return_mean': float(returns.mean()), 'return_std': float(returns.std()),
+        'wall_s': round(time.monotonic() - started, 2),
+        'inference_p50_ms': _num(diagnostics.get('inference_p50_ms')),
+        'inference_p99_ms': _num(diagnostics.get('inference_p99_ms')),
+        'missed_deadlines': int(_num(diagnostics.get('missed_deadlines')) or 0),
+        'achieved_rate_hz': _num(diagnostics.get('achieved_rate_hz')),
+        'backend': diagnostics.get('backend'), 'logs': str(work),
+    }
+    if has_reference(env_id):
+        scores = normalized_score(env_id, returns)
+        result.update(score_mean=float(np.mean(scores)), score_std=float(np.std(scores)))
+    if plot:
+        _plot(result, Path(plot))
+        result['plot'] = str(plot)
+    return result
+
+
+def _num(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(range(len(result['returns'])), result['returns'], color='tab:blue')
+    ax.set_xticks(range(len(result['returns'])))
+    ax.set(xlabel='episode', ylabel='return',
+           title=f"{Path(result['bundle']).name} on {result['env']} ({result['mode']}): "
+                 f"score {result.get('score_mean', float('nan')):.1f}")
+    text = (f"inference p50 {result['inference_p50_ms'] or float('nan'):.3f} ms, "
+            f"p99 {result['inference_p99_ms'] or float('nan'):.3f} ms, "
+            f"missed deadlines {result['missed_deadlines']}")
+    ax.text(0.01, 0.97, text, transform=ax.transAxes, va='top', fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+if __name__ == '__main__':  # pragma: no cover
+    print(json.dumps(run_sim_loop(os.environ['BUNDLE']), indent=2))
