@@ -68,6 +68,8 @@ setup(
     entry_points={
         'console_scripts': [
             'dgm = dgm_policy_ros.cli.main:main',
+            'policy_node = dgm_policy_ros.ros.policy_node:main',
+            'mujoco_sim_node = dgm_policy_ros.ros.mujoco_sim_node:main',
         ],
     },
 )

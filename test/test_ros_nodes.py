@@ -1,0 +1,250 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The policy node and the simulator node, with real rclpy over DDS (private ROS_DOMAIN_ID)."""
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip('rclpy', reason='rclpy not installed (ros-wheels extra or a '
+                            'ROS 2 install)')
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+from test_policies import OBS_DIM, _train, tiny_dataset  # noqa: E402,F401
+
+from dgm_policy_ros.runtime import PolicyRunner  # noqa: E402
+
+pytestmark = pytest.mark.ros
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+_counter = iter(range(10_000))
+
+
+@pytest.fixture(scope='module')
+def bundle(tiny_dataset, tmp_path_factory):  # noqa: F811
+    from dgm_policy_ros.export.onnx_export import export_bundle
+
+    root = tmp_path_factory.mktemp('ros-bundle')
+    _train('bc', root / 'run', 30, dataset=tiny_dataset)
+    return export_bundle(root / 'run', root / 'bundle', control_rate_hz=50.0)
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    executor = MultiThreadedExecutor(num_threads=2)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield executor
+    nodes = executor.get_nodes()
+    executor.shutdown()
+    for node in nodes:
+        node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def wait_for(predicate, timeout=20.0, every=None):
+    """Wait on a condition (calling ``every`` meanwhile, e.g. to publish), with a deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if every:
+            every()
+        time.sleep(0.02)
+    return predicate()
+
+
+class Probe:
+    """A test node: publishes observations, records commands and diagnostics."""
+
+    def __init__(self, executor, obs_topic, cmd_topic):
+        self.node = rclpy.create_node(f'probe_{next(_counter)}')
+        self.pub = self.node.create_publisher(Float64MultiArray, obs_topic,
+                                              qos_profile_sensor_data)
+        self.commands, self.diags = [], []
+        self.node.create_subscription(Float64MultiArray, cmd_topic,
+                                      self.commands.append, RELIABLE)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics',
+                                      lambda m: self.diags.extend(m.status), 50)
+        executor.add_node(self.node)
+
+    def send(self, values, step=0):
+        msg = Float64MultiArray(data=[float(v) for v in values])
+        msg.layout.data_offset = step
+        self.pub.publish(msg)
+
+    def diag_with(self, text):
+        return [d for d in self.diags if text in d.message]
+
+
+def make_policy(executor, bundle, tag, **params):
+    from dgm_policy_ros.ros.policy_node import PolicyNode
+
+    values = {'model_file_path': str(bundle), 'backend': 'onnxruntime-cpu',
+              'observation_spec': f'- {{topic: /{tag}/obs, type: std_msgs/Float64MultiArray, '
+                                  f'size: {OBS_DIM}}}',
+              'action_topic': f'/{tag}/cmd', 'trigger': 'observation', **params}
+    node = PolicyNode(f'policy_{tag}', parameter_overrides=[
+        Parameter(k, value=v) for k, v in values.items()])
+    executor.add_node(node)
+    return node
+
+
+def test_observation_in_action_out_with_the_bundle_values(ros, bundle):
+    node = make_policy(ros, bundle, 't1')
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    probe = Probe(ros, '/t1/obs', '/t1/cmd')
+    obs = np.array([0.3, -0.2, 0.5, 1.0])
+    assert wait_for(lambda: probe.commands, every=lambda: probe.send(obs, step=7))
+    cmd = probe.commands[0]
+    assert cmd.layout.data_offset == 7  # the lockstep handshake echoes the step
+    expected = PolicyRunner(bundle, backend='onnxruntime-cpu').infer(obs)[0, 0]
+    np.testing.assert_allclose(cmd.data, expected, atol=1e-6)
+
+
+def test_lifecycle_transitions(ros, bundle):
+    node = make_policy(ros, bundle, 't2', model_file_path='/nonexistent/bundle')
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    node.set_parameters([Parameter('model_file_path', value=str(bundle))])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.runner is not None
+    probe = Probe(ros, '/t2/obs', '/t2/cmd')
+    probe.send([0.1, 0.1, 0.1, 0.1], step=1)
+    assert not wait_for(lambda: probe.commands, timeout=0.5)  # inactive: no control
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert wait_for(lambda: probe.commands, every=lambda: probe.send([0.1] * 4, step=2))
+    last = list(probe.commands[-1].data)
+    count = len(probe.commands)
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert wait_for(lambda: len(probe.commands) > count)
+    assert list(probe.commands[-1].data) == last  # on_fault: hold publishes the last action
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert node.runner is None
+
+
+def test_bad_observations_give_the_fault_action_and_a_diagnostic(ros, bundle):
+    node = make_policy(ros, bundle, 't3')
+    node.trigger_configure()
+    node.trigger_activate()
+    probe = Probe(ros, '/t3/obs', '/t3/cmd')
+    good = [0.2, 0.1, -0.3, 0.4]
+    assert wait_for(lambda: probe.commands, every=lambda: probe.send(good, step=1))
+    held = list(probe.commands[-1].data)
+    for step, (values, reason) in enumerate([([0.1, float('nan'), 0.0, 0.0], 'non-finite'),
+                                             ([0.1, 0.2, 0.3], 'wrong size'),
+                                             ([0.1, float('inf'), 0.0, 0.0], 'non-finite')],
+                                            start=2):
+        count = len(probe.commands)
+        assert wait_for(lambda: len(probe.commands) > count,
+                        every=lambda v=values, s=step: probe.send(v, step=s))
+        assert list(probe.commands[-1].data) == held
+        assert wait_for(lambda r=reason: probe.diag_with(r))
+    assert all(d.level == DiagnosticStatus.WARN for d in probe.diag_with('fault action'))
+    assert all(np.isfinite(c.data).all() for c in probe.commands)
+    keys = {kv.key for d in probe.diags for kv in d.values}
+    assert {'inference_p50_ms', 'inference_p99_ms', 'achieved_rate_hz', 'missed_deadlines',
+            'backend', 'bundle_sha256', 'non-finite', 'wrong_size', 'stale'} <= keys
+    counts = {kv.key: kv.value for kv in probe.diags[-1].values}
+    assert int(counts['non-finite']) >= 2 and int(counts['wrong_size']) >= 1
+
+
+def test_stale_observations_are_refused_in_timer_mode(ros, bundle):
+    node = make_policy(ros, bundle, 't4', trigger='timer', stale_timeout_s=0.2,
+                       on_fault='zero')
+    node.trigger_configure()
+    node.trigger_activate()
+    probe = Probe(ros, '/t4/obs', '/t4/cmd')
+    assert wait_for(lambda: any(np.any(np.asarray(c.data) != 0) for c in probe.commands),
+                    every=lambda: probe.send([0.5, 0.5, 0.5, 0.5]))
+    assert wait_for(lambda: probe.diag_with('stale'), timeout=10)  # stopped publishing
+    count = len(probe.commands)
+    assert wait_for(lambda: len(probe.commands) > count + 3)
+    np.testing.assert_array_equal(probe.commands[-1].data, [0.0, 0.0])  # on_fault: zero
+
+
+def test_parameters_are_validated_with_a_reason(ros, bundle):
+    node = make_policy(ros, bundle, 't5')
+    result = node.set_parameters([Parameter('on_fault', value='explode')])[0]
+    assert not result.successful and 'on_fault must be hold or zero' in result.reason
+    result = node.set_parameters([Parameter('backend', value='cuda-magic')])[0]
+    assert not result.successful and 'backend must be one of' in result.reason
+    assert node.describe_parameters(['stale_timeout_s'])[0].description
+    node.set_parameters([Parameter('observation_spec', value=(
+        '- {topic: /t5/obs, type: std_msgs/Float64MultiArray, size: 7}'))])
+    probe = Probe(ros, '/t5/obs', '/t5/cmd')
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert wait_for(lambda: [d for d in probe.diag_with('observation spec yields 7 values')
+                             if d.level == DiagnosticStatus.ERROR])
+
+
+def test_simulator_services_and_lockstep(ros):
+    from std_srvs.srv import SetBool, Trigger
+
+    from dgm_policy_ros.ros.mujoco_sim_node import MujocoSimNode
+
+    sim = MujocoSimNode('sim_t6', parameter_overrides=[
+        Parameter('mode', value='lockstep'), Parameter('start_paused', value=True),
+        Parameter('seed', value=3), Parameter('command_topic', value='/t6/cmd')])
+    ros.add_node(sim)
+    client = rclpy.create_node(f'client_{next(_counter)}')
+    ros.add_node(client)
+    joints = []
+    client.create_subscription(__import__('sensor_msgs.msg').msg.JointState, '/joint_states',
+                               joints.append, qos_profile_sensor_data)
+
+    def call(srv_type, name, request):
+        cli = client.create_client(srv_type, f'/sim_t6/{name}')
+        assert cli.wait_for_service(timeout_sec=10)
+        future = cli.call_async(request)
+        assert wait_for(future.done)
+        return future.result()
+
+    assert call(Trigger, 'step_simulation', Trigger.Request()).message.startswith('step 1,')
+    assert sim.step_index == 1
+    assert call(SetBool, 'set_pause', SetBool.Request(data=False)).message == 'running'
+    assert not call(Trigger, 'step_simulation', Trigger.Request()).success  # not paused
+    pub = client.create_publisher(Float64MultiArray, '/t6/cmd', RELIABLE)
+    stale = Float64MultiArray(data=[0.0, 0.0, 0.0])
+    stale.layout.data_offset = 0  # a command for a step that is over: ignored
+    wait_for(lambda: pub.get_subscription_count() > 0)
+    pub.publish(stale)
+    fresh = Float64MultiArray(data=[0.1, 0.0, -0.1])
+    fresh.layout.data_offset = 1
+    assert wait_for(lambda: sim.step_index == 2, every=lambda: pub.publish(fresh))
+    reset = call(Trigger, 'reset_world', Trigger.Request())
+    assert reset.success and 'seed 3' in reset.message
+    assert wait_for(lambda: joints)
+    assert {'thigh_joint', 'leg_joint', 'foot_joint'} <= set(joints[-1].name)
+
+
+@pytest.mark.slow
+def test_lockstep_sim_loop_equals_in_process_evaluation(tmp_path):
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.ros.sim_loop import run_sim_loop
+    from dgm_policy_ros.sim.collect import CollectConfig, collect
+    from dgm_policy_ros.sim.evaluate import evaluate
+    from dgm_policy_ros.training.trainer import TrainConfig, Trainer
+
+    collect(CollectConfig(env='Hopper-v5', out='test/hopper/loop-v0', steps=600, n_envs=2),
+            progress=False)
+    Trainer(TrainConfig(algo='cvae_bc', dataset='test/hopper/loop-v0', out=str(tmp_path / 'r'),
+                        steps=150, eval_every=-1, tensorboard=False, progress=False,
+                        algo_config={'hidden': [64, 64]})).run()
+    bundle = export_bundle(tmp_path / 'r', tmp_path / 'b')  # chunked: H=4, 2 per inference
+    result = run_sim_loop(bundle, 'Hopper-v5', episodes=3, lockstep=True, seed=500,
+                          backend='onnxruntime-cpu', plot=tmp_path / 'loop.png',
+                          timeout_s=240)
+    runner = PolicyRunner(bundle, backend='onnxruntime-cpu')
+    local = evaluate(runner.infer, 'Hopper-v5', 3, seed=500, n_action_steps=2,
+                     parallel=False)
+    assert result['seeds'] == [500, 501, 502]
+    assert result['lengths'] == local.lengths.tolist()
+    assert result['returns'] == local.returns.tolist()  # bit for bit
+    assert (tmp_path / 'loop.png').is_file() and result['inference_p99_ms'] > 0
+    json.dumps(result)
