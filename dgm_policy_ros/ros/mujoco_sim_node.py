@@ -2,10 +2,11 @@
 """``mujoco_sim_node``: a Gymnasium MuJoCo task (or any MJCF file) as a ROS 2 robot.
 
 Publishes ``/joint_states`` (every 1-DoF joint), ``~/observation`` (the task's observation
-vector, ``layout.data_offset`` = global step index), ``/clock`` (simulation time),
-``~/reward`` (std_msgs/Float64) and ``~/episode_end`` (std_msgs/String, JSON: episode, return,
-length, terminated, seed); subscribes to the command topic (std_msgs/Float64MultiArray, a
-forward command controller's). Services in mujoco_ros2_control's style: ``~/reset_world``
+vector, ``layout.data_offset`` = global step index, ``layout.dim[0].label`` = 'episode N'),
+``/clock`` (simulation time), ``~/reward`` (std_msgs/Float64) and ``~/episode_end``
+(std_msgs/String, JSON: episode, return, length, terminated, seed; transient local);
+subscribes to the command topic (std_msgs/Float64MultiArray, a forward command controller's).
+Services in mujoco_ros2_control's style: ``~/reset_world``
 (std_srvs/Trigger), ``~/set_pause`` (std_srvs/SetBool), ``~/step_simulation``
 (std_srvs/Trigger).
 
@@ -26,10 +27,10 @@ from rcl_interfaces.msg import ParameterType as PT
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64, Float64MultiArray, String
+from std_msgs.msg import Float64, Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import SetBool, Trigger
 
 
@@ -115,7 +116,11 @@ class MujocoSimNode(Node):
         self.pub_clock = self.create_publisher(Clock, '/clock', 10) \
             if p['publish_clock'] else None
         self.pub_reward = self.create_publisher(Float64, '~/reward', reliable)
-        self.pub_end = self.create_publisher(String, '~/episode_end', reliable)
+        # Transient local: a monitor that joins late (or an episode that ends within the
+        # first discovery round-trip) still receives every episode's end.
+        latched = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_end = self.create_publisher(String, '~/episode_end', latched)
         self.create_subscription(Float64MultiArray, p['command_topic'], self._on_command,
                                  reliable)
         self.create_service(Trigger, '~/reset_world', self._srv_reset)
@@ -179,8 +184,13 @@ class MujocoSimNode(Node):
                             velocity=[float(data.qvel[j[2]]) for j in self.joints])
         joints.header.stamp = stamp
         self.pub_joints.publish(joints)
-        obs = Float64MultiArray(data=np.asarray(self.obs, np.float64).tolist())
+        values = np.asarray(self.obs, np.float64)
+        obs = Float64MultiArray(data=values.tolist())
         obs.layout.data_offset = self.step_index
+        # The episode travels with the observation, so a policy that keeps state (action
+        # queues, histories) resets in order, whatever order the topics arrive in.
+        obs.layout.dim = [MultiArrayDimension(label=f'episode {self.episode}',
+                                              size=values.size, stride=values.size)]
         self.pub_obs.publish(obs)
 
     # ---------------------------------------------------------------- inputs

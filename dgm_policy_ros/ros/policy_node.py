@@ -16,7 +16,8 @@ and says why on ``/diagnostics``. No NaN ever leaves it.
 
 Control is timer-driven at the control rate (on ``/clock`` with ``use_sim_time``), or, with
 ``trigger: observation``, driven by each new observation: the lockstep handshake with
-``mujoco_sim_node`` (the step index travels in ``layout.data_offset`` both ways).
+``mujoco_sim_node`` (the step index travels in ``layout.data_offset`` both ways; a change of
+``layout.dim[0].label`` marks a new episode and clears the action queue).
 """
 from __future__ import annotations
 
@@ -116,6 +117,7 @@ class PolicyNode(LifecycleNode):
         self._active = False
         self._last_action: np.ndarray | None = None
         self._last_step: int | None = None
+        self._episode_label: str | None = None
         self.counters = collections.Counter()
         self.diag = DiagnosticsReporter(self)
 
@@ -273,8 +275,12 @@ class PolicyNode(LifecycleNode):
         self.latest[source.topic] = (msg, stamp)
         if self._active and self.params['trigger'] == 'observation' and \
                 source is self.sources[0]:
-            self._control_step(step=int(msg.layout.data_offset)
-                               if hasattr(msg, 'layout') else None)
+            layout = getattr(msg, 'layout', None)
+            label = layout.dim[0].label if layout is not None and layout.dim else None
+            if label != self._episode_label:  # a new episode (lockstep simulator)
+                self._episode_label = label
+                self.runner.reset()
+            self._control_step(step=int(layout.data_offset) if layout is not None else None)
 
     def _on_episode_end(self, msg: String) -> None:
         if self.runner is not None:

@@ -51,7 +51,7 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     from diagnostic_msgs.msg import DiagnosticArray
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
     import yaml
 
@@ -76,7 +76,8 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     finished = threading.Event()
     rclpy.init()
     node = rclpy.create_node('dgm_sim_loop_monitor')
-    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
     def on_end(msg):
         ends.append(json.loads(msg.data))
