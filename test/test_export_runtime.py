@@ -190,3 +190,21 @@ def test_bundle_eval_in_mujoco_reproduces_the_training_evaluation(tmp_path, caps
     assert result['score_mean'] == pytest.approx(trained['score_mean'], abs=0.5)
     assert result['training_score_mean'] == pytest.approx(trained['score_mean'])
     assert result['backend'] == 'onnxruntime' and result['p99_ms'] > 0
+
+
+def test_the_shipped_default_bundle_verifies_and_acts():
+    """models/hopper_flow_bc is what `make demo` runs on a fresh machine."""
+    from dgm_policy_ros.demo import DEFAULT_BUNDLE
+    from dgm_policy_ros.export.tensorrt_ops import unsupported_ops
+    from dgm_policy_ros.resources import share_path
+
+    bundle = load_bundle(share_path('models', DEFAULT_BUNDLE))  # hashes checked
+    m = bundle.manifest
+    assert (m['algorithm'], m['training']['env_id']) == ('flow_bc', 'Hopper-v5')
+    assert bundle.control_rate_hz == pytest.approx(125.0)
+    assert m['training']['score_mean'] > 90  # expert-level Hopper policy
+    assert sum((bundle.path / f).stat().st_size for f in m['files']) < 8 * 2**20
+    assert all(unsupported_ops(bundle.file(g)) == set() for g in m['graphs'])
+    runner = PolicyRunner(bundle, backend='onnxruntime-cpu')
+    action = runner.act(np.zeros(11, np.float32))
+    assert action.shape == (3,) and np.all(np.abs(action) <= 1)

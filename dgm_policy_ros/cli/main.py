@@ -218,9 +218,12 @@ def _cmd_sim_loop(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from dgm_policy_ros.demo import run_data_pipeline_demo
+    from dgm_policy_ros.demo import run_data_pipeline_demo, run_sim_in_the_loop_demo
 
-    return run_data_pipeline_demo(args.out, steps=args.steps, seed=args.seed)
+    if args.data_pipeline:
+        return run_data_pipeline_demo(args.out, steps=args.steps, seed=args.seed)
+    return run_sim_in_the_loop_demo(episodes=args.episodes, plot=args.plot,
+                                    lockstep=not args.realtime)
 
 
 # ------------------------------------------------------------------------------- parser
@@ -352,8 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--timeout', type=float, default=900.0)
     p.add_argument('--json', action='store_true')
 
-    p = add('demo', _cmd_demo, "The README's main job (today: the data pipeline end to end).")
-    p.add_argument('--out', default='data/demo', help='folder for the demo datasets')
+    p = add('demo', _cmd_demo, "The README's main job: sim-in-the-loop on the embedded "
+            'default bundle (or, with --data-pipeline, the data pipeline end to end).')
+    p.add_argument('--episodes', type=int, default=5)
+    p.add_argument('--plot', default='sim_loop.png')
+    p.add_argument('--realtime', action='store_true', help='real-time simulator, not lockstep')
+    p.add_argument('--data-pipeline', action='store_true')
+    p.add_argument('--out', default='data/demo', help='folder for the data-pipeline datasets')
     p.add_argument('--steps', type=int, default=5000)
     p.add_argument('--seed', type=int, default=0)
     return parser

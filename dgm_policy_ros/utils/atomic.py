@@ -17,6 +17,12 @@ from typing import Any, Iterator
 import yaml
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -36,6 +42,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
+        # mkstemp creates 0600 files; give the result the permissions open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, 'wb') as handle:
             handle.write(data)
             handle.flush()
@@ -72,6 +80,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         raise FileExistsError(f'{path} already exists (refusing to overwrite)')
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.staging', dir=path.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp creates 0700 folders
     try:
         yield staging
         if path.exists():
