@@ -38,6 +38,7 @@ from std_msgs.msg import Float64MultiArray, String
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.ros.diagnostics import DiagnosticsReporter
 from dgm_policy_ros.ros.observation_spec import load_observation_spec, spec_width
+from dgm_policy_ros.runtime import ObservationError, PolicyRunner
 
 ACTION_TYPES = ('std_msgs/Float64MultiArray', 'trajectory_msgs/JointTrajectory')
 BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'onnxruntime-cpu')
@@ -146,8 +147,6 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _configure(self) -> None:
-        from dgm_policy_ros.runtime import PolicyRunner
-
         p = self._values()
         reason = validate_parameters(p)
         if reason:
@@ -166,6 +165,9 @@ class PolicyNode(LifecycleNode):
             raise ConfigError(f'the observation spec yields {spec_width(self.sources)} values, '
                               f'the bundle expects {bundle.obs_size}')
         self.low, self.high = self._limits(p, bundle)
+        # The runner already clips to the bundle's bounds; clip again only for tighter limits.
+        self._tighter_limits = bool(np.any(self.low > bundle.act_low) or
+                                    np.any(self.high < bundle.act_high))
         rate = p['control_rate_hz'] or bundle.control_rate_hz
         if rate <= 0:
             raise ConfigError('control_rate_hz is 0 and the bundle names no control rate')
@@ -200,6 +202,7 @@ class PolicyNode(LifecycleNode):
             self.joint_names = names
             self.publisher = self.create_publisher(JointTrajectory, p['action_topic'], reliable)
         self.params = p
+        self._observation_trigger = p['trigger'] == 'observation'
         self.diag.configure(bundle, self.runner.backend.name)
 
     def _limits(self, p, bundle):
@@ -264,6 +267,9 @@ class PolicyNode(LifecycleNode):
     def _stamp(self, source, msg) -> float:
         if source.has_header and source.use_header_stamp:
             return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        return self._now()
+
+    def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_observation(self, source, msg) -> None:
@@ -273,27 +279,27 @@ class PolicyNode(LifecycleNode):
             self.counters['out_of_order'] += 1  # never let an older sample replace a newer
             return
         self.latest[source.topic] = (msg, stamp)
-        if self._active and self.params['trigger'] == 'observation' and \
-                source is self.sources[0]:
+        if self._active and self._observation_trigger and source is self.sources[0]:
             layout = getattr(msg, 'layout', None)
             label = layout.dim[0].label if layout is not None and layout.dim else None
             if label != self._episode_label:  # a new episode (lockstep simulator)
                 self._episode_label = label
                 self.runner.reset()
-            self._control_step(step=int(layout.data_offset) if layout is not None else None)
+            self._control_step(step=int(layout.data_offset) if layout is not None else None,
+                               now=stamp if not source.has_header else None)
 
     def _on_episode_end(self, msg: String) -> None:
-        if self.runner is not None:
+        # When observations carry their episode (lockstep), that in-order label resets the
+        # queue at the right step; this topic arrives in no fixed order relative to them.
+        if self.runner is not None and self._episode_label is None:
             self.runner.reset()
 
     # -------------------------------------------------------------- control
     def _on_timer(self) -> None:
         self._control_step()
 
-    def _assemble(self) -> np.ndarray:
-        from dgm_policy_ros.runtime import ObservationError
-
-        now = self.get_clock().now().nanoseconds * 1e-9
+    def _assemble(self, now: float | None = None) -> np.ndarray:
+        now = self._now() if now is None else now
         parts = []
         for source in self.sources:
             if source.topic not in self.latest:
@@ -307,18 +313,17 @@ class PolicyNode(LifecycleNode):
                 raise ObservationError('wrong size', str(exc)) from exc
         return np.concatenate(parts)
 
-    def _control_step(self, step: int | None = None) -> None:
-        from dgm_policy_ros.runtime import ObservationError
-
+    def _control_step(self, step: int | None = None, now: float | None = None) -> None:
         started = time.perf_counter()
         if step is not None and step == self._last_step and self._last_action is not None:
             self._publish(self._last_action, step)  # a repeated observation: resend, no re-infer
             return
         self._tick_times.append(started)
         try:
-            obs = self._assemble()
+            obs = self._assemble(now)
             action = self.runner.act(obs)
-            action = np.clip(action, self.low, self.high)
+            if self._tighter_limits:
+                action = np.clip(action, self.low, self.high)
             if self.ood is not None and self._is_ood(obs, action):
                 raise ObservationError('out of distribution', 'log-density below '
                                        f"{self.params['ood_threshold']}")

@@ -84,7 +84,9 @@ class PolicyRunner:
     # ------------------------------------------------------------------ inference
     def infer(self, obs) -> np.ndarray:
         """(B, obs) or (obs,) -> action chunks (B, H, A), clipped to the action bounds."""
-        arr = self.validate(obs)
+        return self._infer(self.validate(obs))
+
+    def _infer(self, arr: np.ndarray) -> np.ndarray:
         feeds = {self._obs_name: arr}
         for spec in self.bundle.noise_inputs:
             feeds[spec.name] = spec.draw(arr.shape[0], self.rng)
@@ -100,10 +102,9 @@ class PolicyRunner:
 
     def act(self, obs) -> np.ndarray:
         """One control step of one robot: the next action (A,) from the chunk queue."""
+        arr = self.validate(obs)  # a bad observation is refused even between inferences
         if self.queue.needs_refill:
-            self.queue.refill(self.infer(obs)[0])
-        else:
-            self.validate(obs)  # a bad observation is refused even between inferences
+            self.queue.refill(self._infer(arr)[0])
         return self.queue.pop()
 
     def reset(self) -> None:
