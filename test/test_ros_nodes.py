@@ -248,3 +248,45 @@ def test_lockstep_sim_loop_equals_in_process_evaluation(tmp_path):
     assert result['returns'] == local.returns.tolist()  # bit for bit
     assert (tmp_path / 'loop.png').is_file() and result['inference_p99_ms'] > 0
     json.dumps(result)
+
+
+def test_joint_trajectory_commands(ros, bundle):
+    from trajectory_msgs.msg import JointTrajectory
+
+    node = make_policy(ros, bundle, 't7', action_type='trajectory_msgs/JointTrajectory',
+                       joint_names=['hip', 'knee'])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    node.trigger_activate()
+    probe = Probe(ros, '/t7/obs', '/t7/unused')
+    got = []
+    probe.node.create_subscription(JointTrajectory, '/t7/cmd', got.append, RELIABLE)
+    obs = [0.1, 0.2, 0.3, 0.4]
+    assert wait_for(lambda: got, every=lambda: probe.send(obs, step=1))
+    traj = got[0]
+    assert traj.joint_names == ['hip', 'knee'] and len(traj.points) == 1
+    expected = PolicyRunner(bundle, backend='onnxruntime-cpu').infer(obs)[0, 0]
+    np.testing.assert_allclose(traj.points[0].positions, expected, atol=1e-6)
+    assert traj.points[0].time_from_start.nanosec == 20_000_000  # one period at 50 Hz
+
+
+def test_simulator_runs_a_bare_mjcf_file(ros, tmp_path):
+    from std_srvs.srv import Trigger
+
+    from dgm_policy_ros.ros.mujoco_sim_node import MujocoSimNode
+
+    (tmp_path / 'pendulum.xml').write_text("""
+<mujoco><worldbody><body name="pole"><joint name="swing" type="hinge" axis="0 1 0"/>
+<geom type="capsule" fromto="0 0 0 0 0 -0.5" size="0.02"/></body></worldbody>
+<actuator><motor joint="swing" ctrlrange="-1 1"/></actuator></mujoco>""")
+    sim = MujocoSimNode('sim_t8', parameter_overrides=[
+        Parameter('mjcf_file', value=str(tmp_path / 'pendulum.xml')),
+        Parameter('start_paused', value=True), Parameter('command_topic', value='/t8/cmd')])
+    ros.add_node(sim)
+    assert [j[0] for j in sim.joints] == ['swing']
+    client = rclpy.create_node(f'client_{next(_counter)}')
+    ros.add_node(client)
+    cli = client.create_client(Trigger, '/sim_t8/step_simulation')
+    assert cli.wait_for_service(timeout_sec=10)
+    future = cli.call_async(Trigger.Request())
+    assert wait_for(future.done) and future.result().success
+    assert sim.step_index == 1 and sim.obs.shape == (2,)  # qpos, qvel of the hinge
