@@ -41,6 +41,8 @@ def ros():
     thread.start()
     yield executor
     nodes = executor.get_nodes()
+    for node in nodes:
+        executor.remove_node(node)
     executor.shutdown()
     for node in nodes:
         node.destroy_node()

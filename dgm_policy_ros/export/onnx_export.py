@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from dgm_policy_ros.runtime.bundle import FORMAT_VERSION, MANIFEST, load_bundle, sha256_file
+from dgm_policy_ros.runtime.bundle import FORMAT_VERSION, MANIFEST, load_bundle
 from dgm_policy_ros.training.trainer import load_run
 from dgm_policy_ros.utils.atomic import atomic_directory, atomic_write_yaml
+from dgm_policy_ros.utils.hashing import sha256_file
 
 OPSET = 17
 PARITY_ATOL = 1e-5

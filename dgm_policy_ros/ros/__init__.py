@@ -4,3 +4,25 @@
 rclpy and the message packages are imported only here (and only when a node starts), so the
 rest of the project works on machines without ROS 2.
 """
+
+
+def spin_until_shutdown(node, on_start=None) -> None:
+    """Spin ``node`` until Ctrl-C or an external shutdown, then tear down cleanly.
+
+    The ``main()`` of every node of this package: ``on_start`` runs before spinning (e.g. the
+    policy node's autostart transitions).
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if on_start is not None:
+            on_start()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -25,13 +25,14 @@ import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rcl_interfaces.msg import ParameterType as PT
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import SetBool, Trigger
+
+from dgm_policy_ros.ros import spin_until_shutdown
 
 
 def _desc(text: str, kind: int) -> ParameterDescriptor:
@@ -244,16 +245,7 @@ class MujocoSimNode(Node):
 
 def main(args=None) -> None:
     rclpy.init(args=args)
-    node = MujocoSimNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(MujocoSimNode())
 
 
 if __name__ == '__main__':

@@ -30,12 +30,12 @@ import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 from rcl_interfaces.msg import ParameterType as PT
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import Float64MultiArray, String
 
 from dgm_policy_ros.config import ConfigError
+from dgm_policy_ros.ros import spin_until_shutdown
 from dgm_policy_ros.ros.diagnostics import DiagnosticsReporter
 from dgm_policy_ros.ros.observation_spec import load_observation_spec, spec_width
 from dgm_policy_ros.runtime import ObservationError, PolicyRunner
@@ -387,19 +387,14 @@ class PolicyNode(LifecycleNode):
 def main(args=None) -> None:
     rclpy.init(args=args)
     node = PolicyNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
+
+    def autostart() -> None:
         if node.get_parameter('autostart').value:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 raise SystemExit(1)
             node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+
+    spin_until_shutdown(node, autostart)
 
 
 if __name__ == '__main__':

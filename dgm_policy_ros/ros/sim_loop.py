@@ -74,6 +74,7 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     ends: list[dict] = []
     diagnostics: dict[str, str] = {}
     finished = threading.Event()
+    diagnosed = threading.Event()
     rclpy.init()
     node = rclpy.create_node('dgm_sim_loop_monitor')
     reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
@@ -89,6 +90,7 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
             if status.name.startswith('dgm_policy'):
                 diagnostics.update({kv.key: kv.value for kv in status.values})
                 diagnostics['message'] = status.message
+                diagnosed.set()
 
     node.create_subscription(String, f'/{SIM_NODE}/episode_end', on_end, reliable)
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
@@ -113,7 +115,10 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
             if time.monotonic() - started > timeout_s:
                 raise TimeoutError(f'{len(ends)}/{episodes} episodes after {timeout_s:.0f} s; '
                                    f'logs in {work}')
-        time.sleep(1.2)  # one more diagnostics period, for the final counters
+        # The policy node reports once a second: wait for a report made after the last
+        # episode, so the counters and latencies cover the whole run.
+        diagnosed.clear()
+        diagnosed.wait(5.0)
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -9,12 +9,13 @@ with its graph, is refused before anything runs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+
+from dgm_policy_ros.utils.hashing import sha256_file
 
 FORMAT_VERSION = 1
 MANIFEST = 'manifest.yaml'
@@ -23,13 +24,6 @@ MANIFEST = 'manifest.yaml'
 class BundleError(RuntimeError):
     """A bundle is missing, corrupt, or inconsistent."""
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from dgm_policy_ros.runtime.bundle import sha256_file
 from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json
+from dgm_policy_ros.utils.hashing import sha256_file
 
 PRECISIONS = ('fp32', 'fp16')
 

@@ -8,7 +8,6 @@ leaves it pointing at a complete weights file; older weights are deleted only af
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from safetensors.torch import load_file, save
 import torch
 
 from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json
+from dgm_policy_ros.utils.hashing import sha256_file
 
 LATEST = 'latest.json'
 
@@ -24,13 +24,6 @@ LATEST = 'latest.json'
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not fit the model."""
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _optimizer_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
