@@ -9,7 +9,6 @@ manifest with every file's sha256, all inside a staging folder moved into place 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata as md
 import json
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,15 @@ from dgm_policy_ros.runtime.bundle import FORMAT_VERSION, MANIFEST, load_bundle
 from dgm_policy_ros.training.trainer import load_run
 from dgm_policy_ros.utils.atomic import atomic_directory, atomic_write_yaml
 from dgm_policy_ros.utils.hashing import sha256_file
+from dgm_policy_ros.utils.versions import package_versions
 
 OPSET = 17
+EXPORTER_PACKAGES = ('dgm_policy_ros', 'torch', 'onnx', 'onnxruntime', 'onnxconverter-common')
 PARITY_ATOL = 1e-5
 
 
 class ExportError(RuntimeError):
     """The exported graph does not reproduce the trained model."""
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in ('dgm_policy_ros', 'torch', 'onnx', 'onnxruntime', 'onnxconverter-common'):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def _example_inputs(algo, batch: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -212,6 +203,6 @@ def _manifest(algo, cfg, info, result, names, noise_specs, graphs, files, errors
                      'return_mean': result.get('return_mean'),
                      'algo_config': info.get('algo_config')},
         'parent': parent,
-        'exporter': {'opset': OPSET, 'versions': _versions(),
+        'exporter': {'opset': OPSET, 'versions': package_versions(EXPORTER_PACKAGES),
                      'date': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')},
     }

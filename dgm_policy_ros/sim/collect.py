@@ -21,6 +21,7 @@ from dgm_policy_ros.data.scores import has_reference, normalized_score, referenc
 from dgm_policy_ros.resources import share_path
 from dgm_policy_ros.sim.agents import make_policy
 from dgm_policy_ros.sim.rollout import rollout
+from dgm_policy_ros.utils.versions import package_versions
 
 
 @dataclasses.dataclass
@@ -52,18 +53,6 @@ class CollectConfig(Config):
         if '/' not in self.out or not self.out.rsplit('-v', 1)[-1].isdigit():
             raise ConfigError(f'CollectConfig.out {self.out!r} is not a Minari id like '
                               "'dgm/hopper/medium-v0'")
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for name in ('gymnasium', 'mujoco', 'minari', 'stable-baselines3', 'dgm_policy_ros'):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
@@ -100,7 +89,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     provenance = {
         'kind': 'rollout', 'env_id': cfg.env, 'behaviour': behaviour,
         'noise_sigma': cfg.noise, 'seed': cfg.seed, 'n_envs': cfg.n_envs,
-        'generation_seconds': round(elapsed, 2), 'versions': _versions(),
+        'generation_seconds': round(elapsed, 2), 'versions': package_versions(
+            ('gymnasium', 'mujoco', 'minari', 'stable-baselines3', 'dgm_policy_ros')),
         'config': cfg.to_dict(), **stats,
     }
     algo = '+'.join(b.get('checkpoint', b['type']) for b in behaviour)
