@@ -148,6 +148,11 @@ def main() -> int:
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(work, todo))
     body = table(jobs, args.steps)
+    missing = sum(not cache_path(*j, args.steps).is_file() for j in jobs)
+    if missing:
+        body = (f'**Partial: {len(jobs) - missing} of {len(jobs)} runs done** (the rest are '
+                'resumed by running the same command again; finished runs are cached in '
+                'bench/results/policies_runs/).\n\n' + body)
     body += ('\nSettings: our bc/td3bc/bcq use the same widths, batch sizes and candidate '
              "counts as d3rlpy's BC/TD3PlusBC/BCQ (bench/policies.py, bench/d3rlpy_job.py); "
              'd3rlpy IQL scales rewards by 1000/(return range) as in its D4RL reproduction; '
