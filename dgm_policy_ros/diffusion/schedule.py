@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Noise schedules and samplers (Ho et al. 2020; Song et al. 2021), written out by hand.
+
+Why not diffusers' schedulers: their ``step()`` keeps Python-side state and indexes timesteps
+at run time, which is fine for eager sampling but not for the deployed graph. Here every
+coefficient of a fixed-length sampling loop is precomputed into a buffer, so the loop unrolls
+into a static ONNX graph (TensorRT-friendly), and every random draw is an explicit tensor
+argument (deterministic and testable).
+
+Convention: the denoiser predicts the noise epsilon from (x_t, t); t is an integer timestep in
+[0, T) passed to the network as a float tensor of shape (B,).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> epsilon
+
+
+class NoiseSchedule(nn.Module):
+    """beta_1..beta_T and the cumulative products, as buffers (cosine or linear)."""
+
+    def __init__(self, steps: int = 100, kind: str = 'cosine', beta_start: float = 1e-4,
+                 beta_end: float = 2e-2) -> None:
+        super().__init__()
+        if steps < 1:
+            raise ValueError(f'steps must be >= 1, got {steps}')
+        if kind == 'cosine':  # Nichol & Dhariwal 2021
+            s = 0.008
+            x = torch.linspace(0, steps, steps + 1, dtype=torch.float64)
+            f = torch.cos(((x / steps) + s) / (1 + s) * math.pi / 2) ** 2
+            betas = torch.clamp(1 - f[1:] / f[:-1], 1e-6, 0.999)
+        elif kind == 'linear':
+            # DDPM's betas are for 1000 steps; scale them so any T ends in (near) pure noise.
+            scale = 1000.0 / steps
+            betas = torch.linspace(beta_start * scale, min(beta_end * scale, 0.999), steps,
+                                   dtype=torch.float64)
+        else:
+            raise ValueError(f"kind must be 'cosine' or 'linear', got {kind!r}")
+        alphas_cumprod = torch.cumprod(1 - betas, 0)
+        self.steps = steps
+        self.register_buffer('betas', betas.float())
+        self.register_buffer('alphas_cumprod', alphas_cumprod.float())
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """q(x_t | x_0): sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise, t of shape (B,)."""
+        abar = self.alphas_cumprod[t].view(-1, *([1] * (x0.dim() - 1)))
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+    def training_loss(self, denoiser: Denoiser, x0: torch.Tensor,
+                      generator: torch.Generator | None = None,
+                      mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The DDPM objective: predict the noise added at a uniformly drawn timestep."""
+        t = torch.randint(0, self.steps, (x0.shape[0],), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        err = (denoiser(self.add_noise(x0, noise, t), t.float()) - noise) ** 2
+        if mask is not None:
+            return (err * mask).sum() / mask.sum().clamp(min=1)
+        return err.mean()
+
+
+class DDIMSampler(nn.Module):
+    """DDIM over ``n_steps`` evenly spaced timesteps of a schedule (few-step sampling).
+
+    ``eta = 0`` is deterministic given the initial noise; ``eta = 1`` matches DDPM's
+    variance, with the per-step noise an explicit input of shape (n_steps, *x.shape).
+    """
+
+    def __init__(self, schedule: NoiseSchedule, n_steps: int, eta: float = 0.0,
+                 clip: float | None = 1.0) -> None:
+        super().__init__()
+        if not 1 <= n_steps <= schedule.steps:
+            raise ValueError(f'n_steps must be in [1, {schedule.steps}], got {n_steps}')
+        self.n_steps, self.eta, self.clip = n_steps, float(eta), clip
+        ts = torch.linspace(schedule.steps - 1, 0, n_steps).round().long()
+        abar = schedule.alphas_cumprod[ts]
+        abar_prev = torch.cat([abar[1:], torch.ones(1)])
+        sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
+        self.register_buffer('timesteps', ts.float())
+        self.register_buffer('abar', abar)
+        self.register_buffer('abar_prev', abar_prev)
+        self.register_buffer('sigma', sigma)
+
+    def forward(self, denoiser: Denoiser, x_T: torch.Tensor,
+                step_noise: torch.Tensor | None = None) -> torch.Tensor:
+        x = x_T
+        batch = x.shape[0]
+        for i in range(self.n_steps):  # a fixed count: unrolled by the exporter
+            t = self.timesteps[i].expand(batch)
+            eps = denoiser(x, t)
+            abar, abar_prev, sigma = self.abar[i], self.abar_prev[i], self.sigma[i]
+            x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
+            if self.clip is not None:
+                x0 = x0.clamp(-self.clip, self.clip)
+            direction = (1 - abar_prev - sigma ** 2).clamp(min=0).sqrt() * eps
+            x = abar_prev.sqrt() * x0 + direction
+            if self.eta > 0:
+                if step_noise is None:
+                    raise ValueError('eta > 0 needs step_noise of shape (n_steps, *x.shape)')
+                x = x + sigma * step_noise[i]
+        return x
