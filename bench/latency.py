@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 import numpy as np  # noqa: E402
 
-ALGOS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc']
+ALGOS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'diffusion_bc']
 WORK = Path(__file__).resolve().parents[1] / 'runs' / 'latency'
 
 

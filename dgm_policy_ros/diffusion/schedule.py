@@ -76,7 +76,12 @@ class DDIMSampler(nn.Module):
         if not 1 <= n_steps <= schedule.steps:
             raise ValueError(f'n_steps must be in [1, {schedule.steps}], got {n_steps}')
         self.n_steps, self.eta, self.clip = n_steps, float(eta), clip
-        ts = torch.linspace(schedule.steps - 1, 0, n_steps).round().long()
+        # 'Leading' spacing (T - T/n, ..., T/n, 0), as diffusers' DDIM does by default: the
+        # first step is not t = T-1, where the cosine schedule's clamped last beta leaves
+        # abar ~ 1e-7 and recovering x0 divides by its square root, amplifying rounding ~2000x
+        # (ONNX Runtime and torch then disagree by 1e-4 on the same inputs).
+        stride = schedule.steps // n_steps
+        ts = (torch.arange(n_steps) * stride).flip(0)
         abar = schedule.alphas_cumprod[ts]
         abar_prev = torch.cat([abar[1:], torch.ones(1)])
         sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
