@@ -12,44 +12,30 @@ import torch
 
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.policies.bcq import ConditionalVAE
-from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec
+from dgm_policy_ros.training.algorithm import ChunkConfig, ChunkedAlgorithm, DataSpec
 
 
 @dataclasses.dataclass
-class CVAEBCConfig(AlgoConfig):
-    horizon: int = 4  # actions per chunk (H)
-    n_action_steps: int = 2  # actions executed per inference
+class CVAEBCConfig(ChunkConfig):
     latent_dim: int = 16
     kl_weight: float = 0.1
 
     def validate(self) -> None:
         super().validate()
-        if self.horizon < 1 or not 1 <= self.n_action_steps <= self.horizon:
-            raise ConfigError('CVAEBCConfig: need horizon >= 1 and '
-                              '1 <= n_action_steps <= horizon')
         if self.latent_dim < 1 or self.kl_weight < 0:
             raise ConfigError('CVAEBCConfig: latent_dim must be >= 1 and kl_weight >= 0')
 
 
-class CVAEBC(Algorithm):
+class CVAEBC(ChunkedAlgorithm):
     name = 'cvae_bc'
     family = 'vae'
     config_class = CVAEBCConfig
-    sampler_kind = 'chunks'
 
     def __init__(self, cfg: CVAEBCConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)
         self.vae = ConditionalVAE(spec.obs_dim, cfg.horizon * spec.act_dim, cfg.latent_dim,
                                   cfg.hidden)
         self.opt = torch.optim.Adam(self.vae.parameters(), lr=cfg.lr)
-
-    @property
-    def chunk_size(self) -> int:
-        return self.cfg.horizon
-
-    @property
-    def n_action_steps(self) -> int:
-        return self.cfg.n_action_steps
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         obs_n = self.obs_norm(obs)
@@ -58,11 +44,8 @@ class CVAEBC(Algorithm):
         return self.act_scale.from_unit(chunk)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        obs = self.obs_norm(batch['observations'][:, -1])
-        chunk = self.unit_actions(batch['actions'])  # (B, H, A)
-        b, h, a = chunk.shape
-        mask = batch['action_mask'].unsqueeze(-1).expand(b, h, a).reshape(b, h * a)
-        loss, recon, kl = self.vae.loss(obs, chunk.reshape(b, -1), self.cfg.kl_weight, mask)
+        obs, chunk, mask = self.chunk_targets(batch)
+        loss, recon, kl = self.vae.loss(obs, chunk, self.cfg.kl_weight, mask)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -20,14 +20,14 @@ from torch import nn
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.diffusion import DDIMSampler, NoiseSchedule
 from dgm_policy_ros.networks import mlp
-from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec, NoiseSpec
+from dgm_policy_ros.training.algorithm import ChunkConfig, ChunkedAlgorithm, DataSpec, NoiseSpec
 
 
 @dataclasses.dataclass
-class DiffusionBCConfig(AlgoConfig):
+class DiffusionBCConfig(ChunkConfig):
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
-    horizon: int = 8  # actions per chunk (H)
-    n_action_steps: int = 4  # executed per inference
+    horizon: int = 8
+    n_action_steps: int = 4
     diffusion_steps: int = 100  # T of the training schedule
     sampling_steps: int = 10  # DDIM steps at inference
     schedule: str = 'cosine'
@@ -36,9 +36,6 @@ class DiffusionBCConfig(AlgoConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.horizon < 1 or not 1 <= self.n_action_steps <= self.horizon:
-            raise ConfigError('DiffusionBCConfig: need horizon >= 1 and '
-                              '1 <= n_action_steps <= horizon')
         if not 1 <= self.sampling_steps <= self.diffusion_steps:
             raise ConfigError('DiffusionBCConfig: need 1 <= sampling_steps <= diffusion_steps')
         if self.schedule not in ('cosine', 'linear'):
@@ -61,11 +58,10 @@ class ChunkDenoiser(nn.Module):
         return self.net(torch.cat([obs, x, torch.sin(angles), torch.cos(angles)], -1))
 
 
-class DiffusionBC(Algorithm):
+class DiffusionBC(ChunkedAlgorithm):
     name = 'diffusion_bc'
     family = 'diffusion'
     config_class = DiffusionBCConfig
-    sampler_kind = 'chunks'
     test_overrides = {'horizon': 4, 'n_action_steps': 2, 'diffusion_steps': 20,
                       'sampling_steps': 5}
 
@@ -76,14 +72,6 @@ class DiffusionBC(Algorithm):
         self.schedule = NoiseSchedule(cfg.diffusion_steps, cfg.schedule)
         self.sampler = DDIMSampler(self.schedule, cfg.sampling_steps, eta=cfg.eta)
         self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=1e-6)
-
-    @property
-    def chunk_size(self) -> int:
-        return self.cfg.horizon
-
-    @property
-    def n_action_steps(self) -> int:
-        return self.cfg.n_action_steps
 
     def noise_specs(self) -> list[NoiseSpec]:
         specs = [NoiseSpec('initial_noise', (self.chunk_dim,), 'normal')]
@@ -101,12 +89,9 @@ class DiffusionBC(Algorithm):
         return self.act_scale.from_unit(chunk)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        obs_n = self.obs_norm(batch['observations'][:, -1])
-        chunk = self.unit_actions(batch['actions'])  # (B, H, A)
-        b, h, a = chunk.shape
-        mask = batch['action_mask'].unsqueeze(-1).expand(b, h, a).reshape(b, h * a)
-        loss = self.schedule.training_loss(lambda x, t: self.denoiser(x, t, obs_n),
-                                           chunk.reshape(b, -1), mask=mask)
+        obs_n, chunk, mask = self.chunk_targets(batch)
+        loss = self.schedule.training_loss(lambda x, t: self.denoiser(x, t, obs_n), chunk,
+                                           mask=mask)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

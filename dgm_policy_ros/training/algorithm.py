@@ -57,6 +57,20 @@ class DataSpec:
     act_high: np.ndarray
 
 
+@dataclasses.dataclass
+class ChunkConfig(AlgoConfig):
+    """Hyper-parameters of policies that predict H-step action chunks."""
+
+    horizon: int = 4  # actions per chunk (H)
+    n_action_steps: int = 2  # actions executed per inference
+
+    def validate(self) -> None:
+        super().validate()
+        if self.horizon < 1 or not 1 <= self.n_action_steps <= self.horizon:
+            raise ConfigError(f'{type(self).__name__}: need horizon >= 1 and '
+                              '1 <= n_action_steps <= horizon')
+
+
 # The noise-input description is the runtime's (torch-free): one definition for both.
 NoiseSpec = NoiseInput
 
@@ -157,6 +171,29 @@ class Algorithm(nn.Module):
     def unit_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Dataset actions mapped to [-1, 1] (clamped: data may touch the bounds)."""
         return self.act_scale.to_unit(actions).clamp(-1.0, 1.0)
+
+
+class ChunkedAlgorithm(Algorithm):
+    """A policy over H-step action chunks (config: a :class:`ChunkConfig`)."""
+
+    sampler_kind = 'chunks'
+
+    @property
+    def chunk_size(self) -> int:
+        return self.cfg.horizon
+
+    @property
+    def n_action_steps(self) -> int:
+        return self.cfg.n_action_steps
+
+    def chunk_targets(self, batch: dict[str, torch.Tensor]
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(normalized current observation, flat unit chunk (B, H*A), its padding mask)."""
+        obs = self.obs_norm(batch['observations'][:, -1])
+        chunk = self.unit_actions(batch['actions'])  # (B, H, A)
+        b, h, a = chunk.shape
+        mask = batch['action_mask'].unsqueeze(-1).expand(b, h, a).reshape(b, h * a)
+        return obs, chunk.reshape(b, h * a), mask
 
 
 class ExportModule(nn.Module):
