@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-import shutil
 import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import write_result  # noqa: E402
-from latency import ALGOS, WORK  # noqa: E402
+from latency import ALGOS, prepare  # noqa: E402
 
 
 def main() -> int:
@@ -22,14 +21,12 @@ def main() -> int:
     parser.add_argument('--train-steps', type=int, default=2000)
     args = parser.parse_args()
 
-    from dgm_policy_ros.export.onnx_export import export_bundle
     from dgm_policy_ros.export.tensorrt_ops import (
         graph_ops,
         non_batch_dynamic_dims,
         unsupported_ops,
     )
     from dgm_policy_ros.runtime import load_bundle
-    from dgm_policy_ros.training.trainer import TrainConfig, Trainer
 
     lines = [f'Each family trained {args.train_steps} steps on {args.dataset}, exported, and '
              'checked on 64 random observations (dataset mean ± std) with fixed noise. Errors '
@@ -37,14 +34,8 @@ def main() -> int:
              '| algorithm | family | fp32 max error | fp16 max error | ops | TensorRT parser '
              '| static shapes |', '|---|---|---|---|---|---|---|']
     for algo in ALGOS:
-        run, out = WORK / f'parity-{algo}', WORK / f'parity-{algo}-bundle'
-        for path in (run, out):
-            shutil.rmtree(path, ignore_errors=True)
-        Trainer(TrainConfig(algo=algo, dataset=args.dataset, out=str(run),
-                            steps=args.train_steps, eval_every=-1, threads=1,
-                            checkpoint_every=args.train_steps, tensorboard=False,
-                            progress=False)).run()
-        bundle = load_bundle(export_bundle(run, out))
+        bundle = load_bundle(prepare(algo, args.dataset, args.train_steps, fp16=True,
+                                     tag='parity-'))
         errors = bundle.manifest['parity']['onnxruntime_vs_torch_max_abs_error']
         graphs = [bundle.file(g) for g in bundle.manifest['graphs']]
         missing = set().union(*(unsupported_ops(g) for g in graphs))

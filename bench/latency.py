@@ -71,16 +71,18 @@ def flops_of(module, inputs) -> int:
     return int(counter.get_total_flops())
 
 
-def prepare(algo: str, dataset: str, steps: int) -> Path:
+def prepare(algo: str, dataset: str, steps: int, fp16: bool = False, tag: str = '') -> Path:
+    """Train ``algo`` briefly (default, deployed sizes) and export it; the bundle folder."""
     from dgm_policy_ros.export.onnx_export import export_bundle
     from dgm_policy_ros.training.trainer import TrainConfig, Trainer
 
-    run, bundle = WORK / algo, WORK / f'{algo}-bundle'
+    run, bundle = WORK / f'{tag}{algo}', WORK / f'{tag}{algo}-bundle'
     for path in (run, bundle):
         shutil.rmtree(path, ignore_errors=True)
     Trainer(TrainConfig(algo=algo, dataset=dataset, out=str(run), steps=steps, eval_every=-1,
-                        checkpoint_every=steps, tensorboard=False, progress=False)).run()
-    return export_bundle(run, bundle, fp16=False)
+                        threads=1, checkpoint_every=steps, tensorboard=False,
+                        progress=False)).run()
+    return export_bundle(run, bundle, fp16=fp16)
 
 
 def ours(dataset: str, calls: int, steps: int) -> list[dict]:

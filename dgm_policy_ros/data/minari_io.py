@@ -75,6 +75,11 @@ class LoadedDataset:
         return dict(self.metadata.get(PROVENANCE_KEY) or {})
 
     @property
+    def spaces(self):
+        """(observation space, action space) as Minari recorded them."""
+        return self.metadata['observation_space'], self.metadata['action_space']
+
+    @property
     def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) of the action space; the data's range where the space is unbounded."""
         space = self.metadata.get('action_space')
@@ -240,19 +245,13 @@ def concatenate(dataset_id: str, sources: Iterable[str | os.PathLike], *,
         **return_statistics(returns, episodes),
     }
     first = loaded[0]
-    mds_spaces = _spaces_of(first)
+    obs_space, act_space = first.spaces
     return write_dataset(dataset_id, episodes, env_id=first.env_id,
-                         observation_space=mds_spaces[0], action_space=mds_spaces[1],
+                         observation_space=obs_space, action_space=act_space,
                          provenance=provenance, algorithm_name='concatenation',
                          description=description or ' + '.join(d.dataset_id for d in loaded),
                          overwrite=overwrite)
 
-
-def _spaces_of(dataset: LoadedDataset):
-    import minari
-
-    mds = minari.MinariDataset(dataset.path / 'data')
-    return mds.observation_space, mds.action_space
 
 
 def return_statistics(returns: np.ndarray, episodes: Sequence[Episode]) -> dict[str, Any]:

@@ -367,8 +367,8 @@ class PolicyNode(LifecycleNode):
         from builtin_interfaces.msg import Duration
         from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-        actions = [action] + [np.clip(a, self.low, self.high) for a in list(
-            self.runner.queue._queue)]
+        actions = [action] + [np.clip(a, self.low, self.high)
+                              for a in self.runner.queue.pending()]
         msg = JointTrajectory(joint_names=self.joint_names)
         for k, a in enumerate(actions):
             t = (k + 1) * self.period

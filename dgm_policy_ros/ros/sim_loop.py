@@ -9,7 +9,6 @@ deadlines, with a plot. The same graph as ``launch/sim_in_the_loop.launch.py``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 import signal
 import subprocess
@@ -184,6 +183,3 @@ def _plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
-
-if __name__ == '__main__':  # pragma: no cover
-    print(json.dumps(run_sim_loop(os.environ['BUNDLE']), indent=2))

@@ -31,6 +31,10 @@ class ActionQueue:
         self._queue.clear()
         self._queue.extend(chunk[:self.n_action_steps])
 
+    def pending(self) -> list[np.ndarray]:
+        """The queued actions, next first (for publishing a chunk as a trajectory)."""
+        return list(self._queue)
+
     def pop(self) -> np.ndarray:
         return self._queue.popleft()
 
