@@ -23,15 +23,15 @@ def main() -> int:
     from dgm_policy_ros.resources import share_path
     from dgm_policy_ros.ros.sim_loop import run_sim_loop
     from dgm_policy_ros.runtime import PolicyRunner
-    from dgm_policy_ros.sim.evaluate import evaluate
+    from dgm_policy_ros.sim.evaluate import evaluate_runner
 
     bundle = share_path('models', DEFAULT_BUNDLE)
     loop = run_sim_loop(bundle, episodes=args.episodes, lockstep=True,
                         backend='onnxruntime-cpu', plot=None)
     runner = PolicyRunner(bundle, backend='onnxruntime-cpu')
     started = time.perf_counter()
-    local = evaluate(runner.infer, 'Hopper-v5', args.episodes, seed=loop['seeds'][0],
-                     n_action_steps=runner.bundle.n_action_steps, parallel=False)
+    local = evaluate_runner(runner, 'Hopper-v5', args.episodes, seed=loop['seeds'][0],
+                            parallel=False)
     local_s = time.perf_counter() - started
     scores = local.scores
     lat = runner.latency_percentiles()

@@ -14,6 +14,7 @@ from test_policies import (
     VARIANTS,
     _episodes,
     _train,
+    policy_inputs,
     tiny_dataset,  # noqa: F401 - fixture
 )
 import yaml
@@ -45,7 +46,9 @@ def test_export_parity_and_manifest(bundles, ident):
     np.testing.assert_allclose(m['action']['low'], LOW)
     assert set(m['files']) == set(m['graphs'].values())
     assert m['inputs'][0]['name'] == 'obs'
-    assert [n['name'] for n in m['noise_inputs']] == [i['name'] for i in m['inputs'][1:]]
+    given = len(bundle.input_names)  # obs, then any history fields, then the noise
+    assert given == (1 if bundle.history is None else 1 + len(bundle.history.fields))
+    assert [n['name'] for n in m['noise_inputs']] == [i['name'] for i in m['inputs'][given:]]
     assert m['exporter']['opset'] >= 17
 
 
@@ -56,11 +59,11 @@ def test_runner_matches_torch_predict_for_the_same_noise(bundles, ident):
     bundle = load_bundle(bundles[ident])
     algo, _, _ = load_run(bundle.manifest['training']['run'])
     runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=11)
-    obs = np.stack([e.observations[4] for e in _episodes(seed=9)])
+    obs = policy_inputs(algo, seed=9, step=4)
     got = runner.infer(obs)
     expected = algo.predict(obs, rng=np.random.default_rng(11))  # same draws, same order
     np.testing.assert_allclose(got, np.clip(expected, LOW, HIGH), atol=1e-5)
-    assert got.shape == (len(obs), bundle.chunk_size, 2)
+    assert got.shape == (12, bundle.chunk_size, 2)
 
 
 def test_action_queue_executes_n_action_steps_per_inference(bundles):

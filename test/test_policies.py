@@ -73,6 +73,33 @@ def _make(name, **overrides):
     return cls(cfg, _spec(_episodes()))
 
 
+def policy_inputs(algo, seed, step):
+    """What ``predict`` takes at ``step`` of each episode: the observation, or for a sequence
+    policy the history window a deployed runtime would hold by then."""
+    from dgm_policy_ros.runtime.history import HistoryBuffer, stack_feeds
+
+    episodes = _episodes(seed=seed)
+    spec = algo.history_spec()
+    if spec is None:
+        return np.stack([e.observations[step] for e in episodes])
+    windows = []
+    for e in episodes:
+        buffer = HistoryBuffer(spec, OBS_DIM, 2)
+        for t in range(step + 1):
+            buffer.push(e.observations[t])
+            if t < step:
+                buffer.record_action(e.actions[t])
+                buffer.record_reward(e.rewards[t])
+        windows.append(buffer.feeds())
+    return stack_feeds(windows)
+
+
+def _as_tensors(algo, inputs):
+    if isinstance(inputs, dict):
+        return [torch.from_numpy(inputs[name]) for name in algo.input_names()]
+    return [torch.from_numpy(inputs)]
+
+
 ALL = sorted(ALGORITHMS)
 # The optional Q-guided variants meet the same contract.
 VARIANTS = [(name, {}) for name in ALL] + [('gan_bc', {'q_weight': 1.0}),
@@ -93,9 +120,9 @@ def test_loss_falls_and_predictions_are_valid(name, extra):
     values = [h[key] for h in history if key in h]
     first, last = np.mean(values[:30]), np.mean(values[-30:])
     assert last < first, f'{name}: {key} did not fall ({first:.4f} -> {last:.4f})'
-    obs = np.stack([e.observations[5] for e in _episodes(seed=3)])
+    obs = policy_inputs(algo, seed=3, step=5)
     actions = algo.predict(obs, rng=np.random.default_rng(0))
-    assert actions.shape == (len(obs), algo.chunk_size, 2)
+    assert actions.shape == (12, algo.chunk_size, 2)
     assert np.isfinite(actions).all()
     assert (actions >= LOW - 1e-5).all() and (actions <= HIGH + 1e-5).all()
 
@@ -106,12 +133,12 @@ def test_export_module_equals_predict_for_the_same_noise(name, extra):
     sampler = algo.make_sampler(_episodes(), seed=0)
     for _ in range(20):
         algo.update(to_tensors(sampler.sample()))
-    obs = np.stack([e.observations[3] for e in _episodes(seed=5)])
-    noise = algo.draw_noise(len(obs), np.random.default_rng(1))
+    obs = policy_inputs(algo, seed=5, step=3)
+    noise = algo.draw_noise(12, np.random.default_rng(1))
     expected = algo.predict(obs, noise=noise)
     module = algo.export_module().eval()
     with torch.no_grad():
-        got = module(torch.from_numpy(obs), *[torch.from_numpy(n) for n in noise]).numpy()
+        got = module(*_as_tensors(algo, obs), *[torch.from_numpy(n) for n in noise]).numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     # Noise is an input, not hidden state: the same inputs give the same output twice.
     np.testing.assert_array_equal(algo.predict(obs, noise=noise), expected)

@@ -233,7 +233,7 @@ def test_lockstep_sim_loop_equals_in_process_evaluation(tmp_path):
     from dgm_policy_ros.export.onnx_export import export_bundle
     from dgm_policy_ros.ros.sim_loop import run_sim_loop
     from dgm_policy_ros.sim.collect import CollectConfig, collect
-    from dgm_policy_ros.sim.evaluate import evaluate
+    from dgm_policy_ros.sim.evaluate import evaluate_runner
     from dgm_policy_ros.training.trainer import TrainConfig, Trainer
 
     collect(CollectConfig(env='Hopper-v5', out='test/hopper/loop-v0', steps=600, n_envs=2),
@@ -246,8 +246,7 @@ def test_lockstep_sim_loop_equals_in_process_evaluation(tmp_path):
                           backend='onnxruntime-cpu', plot=tmp_path / 'loop.png',
                           timeout_s=240)
     runner = PolicyRunner(bundle, backend='onnxruntime-cpu')
-    local = evaluate(runner.infer, 'Hopper-v5', 3, seed=500, n_action_steps=2,
-                     parallel=False)
+    local = evaluate_runner(runner, 'Hopper-v5', 3, seed=500, parallel=False)
     assert result['seeds'] == [500, 501, 502]
     assert result['lengths'] == local.lengths.tolist()
     assert result['returns'] == local.returns.tolist()  # bit for bit

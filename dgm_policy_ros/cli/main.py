@@ -159,16 +159,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from dgm_policy_ros.runtime.runner import PolicyRunner
-    from dgm_policy_ros.sim.evaluate import evaluate
+    from dgm_policy_ros.sim.evaluate import evaluate_runner
 
-    runner = PolicyRunner(args.bundle, backend=args.backend, seed=args.seed)
+    runner = PolicyRunner(args.bundle, backend=args.backend, seed=args.seed,
+                          target_return=args.target_return)
     env_id = args.env or runner.bundle.env_id
     if not env_id:
         raise ValueError('the bundle names no environment: pass --env')
     env_seed = args.env_seed if args.env_seed is not None else \
         runner.bundle.manifest.get('training', {}).get('eval_env_seed', 0)
-    result = evaluate(runner.infer, env_id, args.episodes, seed=env_seed,
-                      n_action_steps=runner.bundle.n_action_steps)
+    result = evaluate_runner(runner, env_id, args.episodes, seed=env_seed)
     summary = {'bundle': str(args.bundle), 'env': env_id, 'episodes': args.episodes,
                'backend': runner.backend.name, **result.summary(),
                **runner.latency_percentiles(),
@@ -332,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--seed', type=int, default=0, help='noise generator seed')
     p.add_argument('--env-seed', type=int,
                    help="first environment seed (default: the training evaluation's)")
+    p.add_argument('--target-return', type=float,
+                   help="return-conditioned policies (dt): the episode return asked for "
+                        "(default: the bundle's)")
 
     p = add('build-engine', _cmd_build_engine,
             "Build (or reuse) a TensorRT engine for this GPU from a bundle's ONNX.")
@@ -368,12 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dgm_policy_ros.runtime.bundle import BundleError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     _apply_data_dir(args)
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, BundleError) as exc:
         # Bad input is the user's to fix: say what is wrong, without a traceback.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f'dgm {args.command}: error: {message}', file=sys.stderr)

@@ -32,9 +32,29 @@ class ExportError(RuntimeError):
 
 
 def _example_inputs(algo, batch: int, rng: np.random.Generator) -> list[np.ndarray]:
-    stats = algo.spec.stats
-    obs = (stats.obs_mean + stats.obs_std * rng.standard_normal((batch, algo.spec.obs_dim)))
-    return [obs.astype(np.float32), *algo.draw_noise(batch, rng)]
+    """Random inputs in the range the model meets: observations around the data's statistics,
+    and for sequence policies whole history windows of random valid lengths."""
+    spec, stats = algo.spec, algo.spec.stats
+    history = algo.history_spec()
+    k = history.length if history else 1
+    obs = stats.obs_mean + stats.obs_std * rng.standard_normal((batch, k, spec.obs_dim))
+    if history is None:
+        return [obs[:, 0].astype(np.float32), *algo.draw_noise(batch, rng)]
+    steps = rng.integers(1, 2 * k, size=batch)  # episode steps so far; < k: padded window
+    valid = (np.arange(k)[None, :] >= k - np.minimum(steps, k)[:, None]).astype(np.float32)
+    unit = rng.uniform(-1, 1, (batch, k, spec.act_dim))
+    fields = {
+        'obs': obs,
+        'past_actions': spec.act_low + (unit + 1) / 2 * (spec.act_high - spec.act_low),
+        'returns_to_go': (history.target_return or 1.0) * rng.uniform(0, 1.2, (batch, k, 1)),
+        'timesteps': np.maximum(steps[:, None] - k + np.arange(k)[None, :], 0),
+        'mask': valid,
+    }
+    for name in ('obs', 'past_actions', 'returns_to_go'):
+        fields[name] = fields[name] * valid[..., None]
+    fields['timesteps'] = fields['timesteps'] * valid
+    return [fields[name].astype(np.float32) for name in algo.input_names()] + \
+        algo.draw_noise(batch, rng)
 
 
 def export_onnx(module: torch.nn.Module, example: list[np.ndarray], names: list[str],
@@ -103,7 +123,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
     module = algo.export_module().eval()
     rng = np.random.default_rng(seed)
     noise_specs = algo.noise_specs()
-    names = ['obs'] + [n.name for n in noise_specs]
+    names = algo.input_names() + [n.name for n in noise_specs]
     result = _read_json(run_dir / 'result.json')
     env_id = info.get('env_id')
     with atomic_directory(out, overwrite=overwrite) as tmp:
@@ -172,6 +192,12 @@ def _manifest(algo, cfg, info, result, names, noise_specs, graphs, files, errors
     obs_names = [f'obs_{i}' for i in range(spec.obs_dim)]
     act_names = [f'action_{i}' for i in range(spec.act_dim)]
     chunk = algo.chunk_size
+    history = algo.history_spec()
+    if history is None:
+        inputs = [{'name': 'obs', 'shape': ['batch', spec.obs_dim], 'dtype': 'float32'}]
+    else:
+        inputs = [{'name': name, 'shape': ['batch', *shape], 'dtype': 'float32'}
+                  for name, shape in history.input_shapes(spec.obs_dim, spec.act_dim).items()]
     return {
         'format_version': FORMAT_VERSION,
         'kind': 'policy',
@@ -183,12 +209,12 @@ def _manifest(algo, cfg, info, result, names, noise_specs, graphs, files, errors
         'normalization': {'baked_into_graph': True,
                           'obs_mean': spec.stats.obs_mean.tolist(),
                           'obs_std': spec.stats.obs_std.tolist()},
-        'history_length': 1,
+        'history_length': history.length if history else 1,
+        'history': history.to_dict() if history else None,
         'chunk_size': chunk,
         'n_action_steps': algo.n_action_steps,
-        'inputs': [{'name': 'obs', 'shape': ['batch', spec.obs_dim], 'dtype': 'float32'}] + [
-            {'name': n.name, 'shape': ['batch', *n.shape], 'dtype': 'float32'}
-            for n in noise_specs],
+        'inputs': inputs + [{'name': n.name, 'shape': ['batch', *n.shape], 'dtype': 'float32'}
+                            for n in noise_specs],
         'outputs': [{'name': 'actions', 'shape': ['batch', chunk, spec.act_dim],
                      'dtype': 'float32'}],
         'noise_inputs': [n.to_dict() for n in noise_specs],

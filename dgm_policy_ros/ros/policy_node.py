@@ -17,7 +17,12 @@ and says why on ``/diagnostics``. No NaN ever leaves it.
 Control is timer-driven at the control rate (on ``/clock`` with ``use_sim_time``), or, with
 ``trigger: observation``, driven by each new observation: the lockstep handshake with
 ``mujoco_sim_node`` (the step index travels in ``layout.data_offset`` both ways; a change of
-``layout.dim[0].label`` marks a new episode and clears the action queue).
+``layout.dim[0].label`` marks a new episode and clears the action queue and history).
+
+Return-conditioned bundles (``dt``) keep their returns-to-go in the runner's history window,
+counted down by ``reward_topic``. Rewards and observations travel on different topics, so a
+reward may be counted one control step late; with no reward topic the returns-to-go stay at
+``target_return``.
 """
 from __future__ import annotations
 
@@ -80,6 +85,11 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
                                PT.PARAMETER_STRING)),
     'episode_reset_topic': ('', _desc('std_msgs/String topic whose messages end an episode '
                                       '(clears the action queue)', PT.PARAMETER_STRING)),
+    'reward_topic': ('', _desc('std_msgs/Float64 reward topic: return-conditioned bundles (dt) '
+                               'count their returns-to-go down by it; empty: they stay at the '
+                               'target', PT.PARAMETER_STRING)),
+    'target_return': (float('nan'), _desc('return-conditioned bundles: the episode return '
+                                          "asked for; NaN: the bundle's", PT.PARAMETER_DOUBLE)),
     'seed': (0, _desc('noise generator seed', PT.PARAMETER_INTEGER)),
     'autostart': (False, _desc('configure and activate at start (no lifecycle manager)',
                                PT.PARAMETER_BOOL)),
@@ -158,7 +168,9 @@ class PolicyNode(LifecycleNode):
         self.runner = PolicyRunner(p['model_file_path'], backend=p['backend'], seed=p['seed'],
                                    engine_path=p['engine_file_path'] or None,
                                    force_engine_update=p['force_engine_update'],
-                                   precision=p['precision'])
+                                   precision=p['precision'],
+                                   target_return=None if math.isnan(p['target_return'])
+                                   else p['target_return'])
         bundle = self.runner.bundle
         self.sources = load_observation_spec(p['observation_spec'])
         if spec_width(self.sources) != bundle.obs_size:
@@ -172,7 +184,7 @@ class PolicyNode(LifecycleNode):
         if rate <= 0:
             raise ConfigError('control_rate_hz is 0 and the bundle names no control rate')
         self.period = 1.0 / rate
-        self.runner.infer(np.zeros(bundle.obs_size, np.float32))  # warm-up (engine, caches)
+        self.runner.infer(self.runner.zero_inputs())  # warm-up (engine, caches)
         self.runner.latencies_ms.clear()
         self.ood = None
         if not math.isnan(p['ood_threshold']):
@@ -188,6 +200,11 @@ class PolicyNode(LifecycleNode):
         if p['episode_reset_topic']:
             self._subs.append(self.create_subscription(
                 String, p['episode_reset_topic'], self._on_episode_end, 10))
+        if p['reward_topic']:
+            from std_msgs.msg import Float64
+
+            self._subs.append(self.create_subscription(
+                Float64, p['reward_topic'], self._on_reward, 10))
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         if p['action_type'] == ACTION_TYPES[0]:
             self.publisher = self.create_publisher(Float64MultiArray, p['action_topic'],
@@ -293,6 +310,12 @@ class PolicyNode(LifecycleNode):
         # queue at the right step; this topic arrives in no fixed order relative to them.
         if self.runner is not None and self._episode_label is None:
             self.runner.reset()
+
+    def _on_reward(self, msg) -> None:
+        if self.runner is not None and self._active and math.isfinite(msg.data):
+            self.runner.record_reward(msg.data)
+        elif not math.isfinite(msg.data):
+            self.counters['non_finite_reward'] += 1
 
     # -------------------------------------------------------------- control
     def _on_timer(self) -> None:

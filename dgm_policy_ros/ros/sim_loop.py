@@ -39,7 +39,8 @@ def node_commands(bundle: Path, env_id: str, episodes: int, seed: int, lockstep:
               '-r', f'__node:={POLICY_NODE}', '-p', f'model_file_path:={bundle}',
               '-p', f'observation_spec:={spec_file}', '-p', f'backend:={backend}',
               '-p', f"trigger:={'observation' if lockstep else 'timer'}",
-              '-p', f'episode_reset_topic:=/{SIM_NODE}/episode_end', '-p', 'autostart:=true',
+              '-p', f'episode_reset_topic:=/{SIM_NODE}/episode_end',
+              '-p', f'reward_topic:=/{SIM_NODE}/reward', '-p', 'autostart:=true',
               '-p', f"use_sim_time:={'false' if lockstep else 'true'}"]
     return sim, policy
 

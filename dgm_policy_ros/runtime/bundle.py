@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from dgm_policy_ros.runtime.history import HistorySpec
 from dgm_policy_ros.utils.hashing import sha256_file
 
 FORMAT_VERSION = 1
@@ -91,6 +92,18 @@ class Bundle:
                 for n in self.manifest.get('noise_inputs', [])]
 
     @property
+    def history(self) -> HistorySpec | None:
+        """The observation window a sequence policy consumes (None: the current one only)."""
+        data = self.manifest.get('history')
+        return HistorySpec.from_dict(data) if data else None
+
+    @property
+    def input_names(self) -> list[str]:
+        """Graph inputs the caller provides (all but the noise, which the runner draws)."""
+        noise = {n.name for n in self.noise_inputs}
+        return [i['name'] for i in self.manifest['inputs'] if i['name'] not in noise]
+
+    @property
     def control_rate_hz(self) -> float:
         return float(self.manifest.get('control_rate_hz') or 0.0)
 
@@ -140,6 +153,10 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         for key, name in manifest['graphs'].items():
             if name not in manifest['files']:
                 raise BundleError(f'{path}: graph {key} ({name}) has no hash in the manifest')
+    try:
+        bundle.history
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f'{path}: bad history section in the manifest: {exc}') from exc
     low, high = bundle.act_low, bundle.act_high
     if low.shape != (bundle.act_size,) or high.shape != (bundle.act_size,) or \
             not np.all(low <= high):

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """``PolicyRunner``: a bundle made callable, safely.
 
-Two entry points: ``infer(obs_batch)`` (stateless: validate, draw noise, run, clip; for
-evaluation and benchmarks) and ``act(obs)`` (one robot: the same plus the action-chunk queue;
-for the ROS node). Observations that are the wrong size or not finite raise
-:class:`ObservationError` before they reach the model; actions never leave non-finite.
+Two entry points: ``infer(inputs)`` (stateless: validate, draw noise, run, clip; for
+evaluation and benchmarks) and ``act(obs)`` (one robot: the same plus the action-chunk queue
+and, for sequence policies, the history window; for the ROS node). Observations that are the
+wrong size or not finite raise :class:`ObservationError` before they reach the model; actions
+never leave non-finite.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 from dgm_policy_ros.runtime.action_queue import ActionQueue
 from dgm_policy_ros.runtime.backends import Backend, make_backend
 from dgm_policy_ros.runtime.bundle import Bundle, BundleError, load_bundle
+from dgm_policy_ros.runtime.history import HistoryBuffer
 
 
 class ObservationError(ValueError):
@@ -31,7 +33,7 @@ class PolicyRunner:
     def __init__(self, bundle: Bundle | str | Path, backend: str = 'auto', seed: int = 0,
                  threads: int = 1, engine_path: Path | None = None,
                  force_engine_update: bool = False, precision: str = 'fp32',
-                 latency_window: int = 10_000) -> None:
+                 latency_window: int = 10_000, target_return: float | None = None) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         graphs = self.bundle.manifest['graphs']
         fp16 = self.bundle.file('policy_fp16') if 'policy_fp16' in graphs else None
@@ -43,7 +45,10 @@ class PolicyRunner:
         self.queue = ActionQueue(self.bundle.n_action_steps)
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=latency_window)
         self.low, self.high = self.bundle.act_low, self.bundle.act_high
-        self._obs_name = self.bundle.manifest['inputs'][0]['name']
+        spec = self.bundle.history
+        self.history = HistoryBuffer(spec, self.bundle.obs_size, self.bundle.act_size,
+                                     target_return) if spec else None
+        self._shapes = {i['name']: tuple(i['shape'][1:]) for i in self.bundle.manifest['inputs']}
 
     def _check_graph(self) -> None:
         """The manifest must describe the graph it ships with: names and fixed sizes."""
@@ -59,7 +64,9 @@ class PolicyRunner:
                 raise BundleError(f'{self.bundle.path}: input {name} is {got} (after the batch '
                                   f'dimension) in the graph but {want} in the manifest')
         obs_shape = next(iter(declared.values()))[1:]
-        if obs_shape != [self.bundle.obs_size]:
+        history = self.bundle.history
+        want = [history.length, self.bundle.obs_size] if history else [self.bundle.obs_size]
+        if obs_shape != want:
             raise BundleError(f'{self.bundle.path}: observation size {self.bundle.obs_size} '
                               f'disagrees with its input shape {obs_shape}')
 
@@ -81,19 +88,50 @@ class PolicyRunner:
                                    f'{arr[tuple(bad)]}')
         return arr
 
-    # ------------------------------------------------------------------ inference
-    def infer(self, obs) -> np.ndarray:
-        """(B, obs) or (obs,) -> action chunks (B, H, A), clipped to the action bounds."""
-        return self._infer(self.validate(obs))
+    def validate_window(self, inputs) -> dict[str, np.ndarray]:
+        """A batch of history windows {input name: (B, ...)} checked like observations."""
+        if not isinstance(inputs, dict):
+            raise ObservationError('not a history window', f'{self.bundle.path} is a sequence '
+                                   f'policy: pass {{name: array}} for {self.bundle.input_names}')
+        feeds, batch = {}, None
+        for name in self.bundle.input_names:
+            if name not in inputs:
+                raise ObservationError('missing input', f'{name} is missing')
+            arr = np.asarray(inputs[name], dtype=np.float32)
+            if arr.shape[1:] != self._shapes[name] or batch not in (None, arr.shape[0]):
+                raise ObservationError('wrong size', f'{name}: expected (batch, '
+                                       f'{", ".join(map(str, self._shapes[name]))}), got '
+                                       f'{arr.shape}')
+            if not np.isfinite(arr).all():
+                raise ObservationError('non-finite', f'{name} holds non-finite values')
+            feeds[name], batch = arr, arr.shape[0]
+        return feeds
 
-    def _infer(self, arr: np.ndarray) -> np.ndarray:
-        feeds = {self._obs_name: arr}
+    def zero_inputs(self, batch: int = 1):
+        """Valid all-zero inputs of the right shapes (warm-up, benchmarks)."""
+        if self.history is None:
+            return np.zeros((batch, self.bundle.obs_size), np.float32)
+        return {name: np.zeros((batch, *self._shapes[name]), np.float32)
+                for name in self.bundle.input_names}
+
+    # ------------------------------------------------------------------ inference
+    def infer(self, inputs) -> np.ndarray:
+        """(B, obs) or (obs,) -> action chunks (B, H, A), clipped to the action bounds.
+
+        A sequence policy takes a batch of history windows, ``{input name: (B, ...)}``.
+        """
+        if self.history is not None:
+            return self._infer(self.validate_window(inputs))
+        return self._infer({'obs': self.validate(inputs)})
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        batch = next(iter(feeds.values())).shape[0]
         for spec in self.bundle.noise_inputs:
-            feeds[spec.name] = spec.draw(arr.shape[0], self.rng)
+            feeds[spec.name] = spec.draw(batch, self.rng)
         started = time.perf_counter()
         out = self.backend.run(feeds)
         self.latencies_ms.append((time.perf_counter() - started) * 1e3)
-        out = np.asarray(out, dtype=np.float32).reshape(arr.shape[0], self.bundle.chunk_size,
+        out = np.asarray(out, dtype=np.float32).reshape(batch, self.bundle.chunk_size,
                                                         self.bundle.act_size)
         if not np.isfinite(out).all():
             raise FloatingPointError(f'{self.bundle.path}: the model produced a non-finite '
@@ -103,13 +141,31 @@ class PolicyRunner:
     def act(self, obs) -> np.ndarray:
         """One control step of one robot: the next action (A,) from the chunk queue."""
         arr = self.validate(obs)  # a bad observation is refused even between inferences
+        if arr.shape[0] != 1:
+            raise ObservationError('wrong size', 'act() takes one observation')
+        if self.history is not None:
+            self.history.push(arr[0])
         if self.queue.needs_refill:
-            self.queue.refill(self._infer(arr)[0])
-        return self.queue.pop()
+            if self.history is not None:
+                feeds = {k: v[None] for k, v in self.history.feeds().items()}
+            else:
+                feeds = {'obs': arr}
+            self.queue.refill(self._infer(feeds)[0])
+        action = self.queue.pop()
+        if self.history is not None:
+            self.history.record_action(action)
+        return action
 
-    def reset(self) -> None:
-        """Start of an episode (or after a fault): forget queued actions."""
+    def record_reward(self, reward: float) -> None:
+        """The reward of the last step (return-conditioned policies count it down)."""
+        if self.history is not None:
+            self.history.record_reward(reward)
+
+    def reset(self, target_return: float | None = None) -> None:
+        """Start of an episode (or after a fault): forget queued actions and the history."""
         self.queue.clear()
+        if self.history is not None:
+            self.history.reset(target_return)
 
     def latency_percentiles(self) -> dict[str, float]:
         if not self.latencies_ms:

@@ -4,7 +4,9 @@
 One episode loop for everything that is evaluated: the torch policy during training and the
 exported bundle through the deployment runner. A policy here is any callable
 ``(B, obs_dim) observations -> (B, H, A) action chunks``; each environment keeps its own
-``ActionQueue`` (the runtime's), exactly as the ROS node does.
+``ActionQueue`` (the runtime's), exactly as the ROS node does. A sequence policy (``history``
+given) is called with a batch of history windows instead, each environment keeping its own
+``HistoryBuffer`` (the runtime's again).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 
 from dgm_policy_ros.data.scores import has_reference, normalized_score
 from dgm_policy_ros.runtime.action_queue import ActionQueue
+from dgm_policy_ros.runtime.history import HistoryBuffer, HistorySpec, stack_feeds
 
 ChunkPolicy = Callable[[np.ndarray], np.ndarray]
 
@@ -40,7 +43,8 @@ class EvalResult:
 
 
 def evaluate(policy: ChunkPolicy, env_id: str, episodes: int = 10, seed: int = 0,
-             n_action_steps: int = 1, parallel: bool = True) -> EvalResult:
+             n_action_steps: int = 1, parallel: bool = True,
+             history: HistorySpec | None = None) -> EvalResult:
     """Run ``episodes`` episodes; environment i is reset with seed ``seed + i``.
 
     ``parallel``: all episodes side by side, one batched policy call per control step (fast);
@@ -49,27 +53,47 @@ def evaluate(policy: ChunkPolicy, env_id: str, episodes: int = 10, seed: int = 0
     if episodes < 1 or n_action_steps < 1:
         raise ValueError('episodes and n_action_steps must be >= 1')
     if parallel:
-        return _run(policy, env_id, list(range(episodes)), seed, n_action_steps)
-    parts = [_run(policy, env_id, [i], seed, n_action_steps) for i in range(episodes)]
+        return _run(policy, env_id, list(range(episodes)), seed, n_action_steps, history)
+    parts = [_run(policy, env_id, [i], seed, n_action_steps, history)
+             for i in range(episodes)]
     return EvalResult(env_id, np.concatenate([p.returns for p in parts]),
                       np.concatenate([p.lengths for p in parts]))
 
 
+def evaluate_runner(runner, env_id: str, episodes: int = 10, seed: int = 0,
+                    parallel: bool = True) -> EvalResult:
+    """Score an exported bundle through the deployment runner (what ships is what is scored):
+    its chunking, and its history window with the runner's target return."""
+    history = None
+    if runner.history is not None:
+        history = dataclasses.replace(runner.history.spec,
+                                      target_return=runner.history.target_return)
+    return evaluate(runner.infer, env_id, episodes, seed=seed,
+                    n_action_steps=runner.bundle.n_action_steps, parallel=parallel,
+                    history=history)
+
+
 def _run(policy: ChunkPolicy, env_id: str, indices: list[int], seed: int,
-         n_action_steps: int) -> EvalResult:
+         n_action_steps: int, history: HistorySpec | None) -> EvalResult:
     import gymnasium as gym
 
     envs = [gym.make(env_id) for _ in indices]
     try:
         obs = [env.reset(seed=seed + i)[0] for i, env in zip(indices, envs)]
         queues = [ActionQueue(n_action_steps) for _ in envs]
+        windows = [HistoryBuffer(history, env.observation_space.shape[0],
+                                 env.action_space.shape[0]) for env in envs] if history else []
         returns = np.zeros(len(envs))
         lengths = np.zeros(len(envs), dtype=np.int64)
         running = list(range(len(envs)))
         while running:
+            for i in running if history else ():
+                windows[i].push(obs[i])
             need = [i for i in running if queues[i].needs_refill]
             if need:
-                chunks = np.asarray(policy(np.stack([obs[i] for i in need]).astype(np.float32)))
+                inputs = stack_feeds([windows[i].feeds() for i in need]) if history else \
+                    np.stack([obs[i] for i in need]).astype(np.float32)
+                chunks = np.asarray(policy(inputs))
                 if chunks.ndim != 3 or chunks.shape[0] != len(need):
                     raise ValueError(f'policy returned shape {chunks.shape}, expected '
                                      f'({len(need)}, H, act_dim)')
@@ -77,7 +101,11 @@ def _run(policy: ChunkPolicy, env_id: str, indices: list[int], seed: int,
                     queues[i].refill(chunks[row])
             still = []
             for i in running:
-                obs[i], reward, term, trunc, _ = envs[i].step(queues[i].pop())
+                action = queues[i].pop()
+                obs[i], reward, term, trunc, _ = envs[i].step(action)
+                if history:
+                    windows[i].record_action(action)
+                    windows[i].record_reward(reward)
                 returns[i] += reward
                 lengths[i] += 1
                 if term or trunc:

@@ -4,9 +4,11 @@ serve them all.
 
 - a typed config (:class:`AlgoConfig` subclass) that round-trips to YAML;
 - ``update(batch) -> {loss name: value}``: one gradient step;
-- ``act(obs, *noise) -> actions (B, H, A)``: the inference graph, pure tensor ops, every
-  source of randomness an explicit input; H is the action-chunk length (1 for single actions);
-- ``predict(obs) -> numpy (B, H, A)``: ``act`` with noise drawn as the runner draws it;
+- ``act(obs, *history, *noise) -> actions (B, H, A)``: the inference graph, pure tensor ops,
+  every source of randomness an explicit input; H is the action-chunk length (1 for single
+  actions). Sequence policies declare a :class:`HistorySpec`: their ``obs`` is then a window
+  (B, K, obs_dim) and the other history fields (past actions, returns-to-go, ...) follow it;
+- ``predict(inputs) -> numpy (B, H, A)``: ``act`` with noise drawn as the runner draws it;
 - ``export_module()``: a tensor-only ``nn.Module`` around ``act`` for ONNX export, with the
   observation normalization and action scaling baked in.
 """
@@ -25,6 +27,7 @@ from dgm_policy_ros.data.normalization import NormalizationStats
 from dgm_policy_ros.data.samplers import ChunkSampler, SequenceSampler, TransitionSampler
 from dgm_policy_ros.networks import ActionScaler, ObsNormalizer
 from dgm_policy_ros.runtime.bundle import NoiseInput
+from dgm_policy_ros.runtime.history import HistorySpec
 
 
 @dataclasses.dataclass
@@ -55,6 +58,7 @@ class DataSpec:
     stats: NormalizationStats
     act_low: np.ndarray
     act_high: np.ndarray
+    return_max: float = 0.0  # best episode return in the training data (return conditioning)
 
 
 @dataclasses.dataclass
@@ -110,6 +114,15 @@ class Algorithm(nn.Module):
     def noise_specs(self) -> list[NoiseSpec]:
         return []
 
+    def history_spec(self) -> HistorySpec | None:
+        """The observation window the policy consumes; None: the current observation only."""
+        return None
+
+    def input_names(self) -> list[str]:
+        """The graph's inputs before the noise: ``obs`` and any history fields."""
+        history = self.history_spec()
+        return ['obs', *(history.fields if history else ())]
+
     # -- to implement ---------------------------------------------------------------
     def act(self, obs: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -136,18 +149,23 @@ class Algorithm(nn.Module):
         return [spec.draw(batch, rng) for spec in self.noise_specs()]
 
     @torch.no_grad()
-    def predict(self, obs: np.ndarray, noise: Sequence[np.ndarray] | None = None,
+    def predict(self, inputs: np.ndarray | dict[str, np.ndarray],
+                noise: Sequence[np.ndarray] | None = None,
                 rng: np.random.Generator | None = None) -> np.ndarray:
-        """Actions (B, H, A) in the robot's units for raw observations (B, obs_dim)."""
-        obs = np.asarray(obs, dtype=np.float32)
-        if obs.ndim == 1:
-            obs = obs[None]
+        """Actions (B, H, A) in the robot's units for raw observations (B, obs_dim), or, for a
+        sequence policy, a batch of history windows keyed by ``input_names()``."""
+        if isinstance(inputs, dict):
+            arrays = [np.asarray(inputs[name], dtype=np.float32) for name in self.input_names()]
+        else:
+            obs = np.asarray(inputs, dtype=np.float32)
+            arrays = [obs[None] if obs.ndim == 1 else obs]
         if noise is None:
-            noise = self.draw_noise(obs.shape[0], rng or np.random.default_rng())
+            noise = self.draw_noise(arrays[0].shape[0], rng or np.random.default_rng())
         was_training = self.training
         self.eval()
         try:
-            out = self.act(torch.from_numpy(obs), *[torch.as_tensor(n) for n in noise])
+            out = self.act(*[torch.from_numpy(np.ascontiguousarray(a)) for a in arrays],
+                           *[torch.as_tensor(n) for n in noise])
         finally:
             self.train(was_training)
         return out.numpy()
@@ -203,8 +221,8 @@ class ExportModule(nn.Module):
         super().__init__()
         self.algorithm = algorithm
 
-    def forward(self, obs: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
-        return self.algorithm.act(obs, *noise)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.algorithm.act(*inputs)
 
 
 def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

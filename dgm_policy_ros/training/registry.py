@@ -13,6 +13,7 @@ ALGORITHMS: dict[str, str] = {
     'cvae_bc': 'dgm_policy_ros.policies.cvae_bc:CVAEBC',
     'gan_bc': 'dgm_policy_ros.policies.gan_bc:GANBC',
     'flow_bc': 'dgm_policy_ros.policies.flow_bc:FlowBC',
+    'dt': 'dgm_policy_ros.policies.decision_transformer:DecisionTransformer',
     'diffusion_bc': 'dgm_policy_ros.policies.diffusion_bc:DiffusionBC',
 }
 

@@ -66,14 +66,16 @@ class TrainConfig(Config):
 
 def _spec_to_dict(spec: DataSpec) -> dict[str, Any]:
     return {'obs_dim': spec.obs_dim, 'act_dim': spec.act_dim, 'stats': spec.stats.to_dict(),
-            'act_low': spec.act_low.tolist(), 'act_high': spec.act_high.tolist()}
+            'act_low': spec.act_low.tolist(), 'act_high': spec.act_high.tolist(),
+            'return_max': spec.return_max}
 
 
 def spec_from_dict(data: dict[str, Any]) -> DataSpec:
     return DataSpec(int(data['obs_dim']), int(data['act_dim']),
                     NormalizationStats.from_dict(data['stats']),
                     np.asarray(data['act_low'], np.float32),
-                    np.asarray(data['act_high'], np.float32))
+                    np.asarray(data['act_high'], np.float32),
+                    float(data.get('return_max', 0.0)))
 
 
 def load_run(run_dir: str | os.PathLike, weights: str = 'model.safetensors'
@@ -128,7 +130,8 @@ class Trainer:
         split = DatasetSplit.load_or_create(ds.path, ds.episodes, self.cfg.val_fraction,
                                             self.cfg.seed)
         low, high = ds.action_bounds
-        spec = DataSpec(ds.obs_dim, ds.act_dim, split.stats, low, high)
+        returns = [float(np.sum(ds.episodes[i].rewards)) for i in split.train_episodes]
+        spec = DataSpec(ds.obs_dim, ds.act_dim, split.stats, low, high, max(returns))
         return ds, split, spec
 
     # ------------------------------------------------------------------ loop
@@ -244,7 +247,7 @@ class Trainer:
         rng = np.random.default_rng(self.cfg.seed + step)
         result = evaluate(lambda obs: algo.predict(obs, rng=rng), env_id,
                           self.cfg.eval_episodes, seed=10_000 + self.cfg.seed,
-                          n_action_steps=algo.n_action_steps)
+                          n_action_steps=algo.n_action_steps, history=algo.history_spec())
         algo.train()
         return result.summary()
 
