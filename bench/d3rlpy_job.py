@@ -15,14 +15,32 @@ import time
 
 import numpy as np
 
+DT_CONTEXT = 10
 
-def build(name: str, steps: int, hidden: list[int]):
+
+def build(name: str, steps: int, hidden: list[int], return_max: float):
     import d3rlpy
     from d3rlpy.models.encoders import VectorEncoderFactory
-    from d3rlpy.preprocessing import ReturnBasedRewardScaler, StandardObservationScaler
+    from d3rlpy.preprocessing import (
+        MultiplyRewardScaler,
+        ReturnBasedRewardScaler,
+        StandardObservationScaler,
+    )
 
     enc = VectorEncoderFactory(hidden_units=hidden)
     obs = StandardObservationScaler()
+    if name == 'DecisionTransformer':
+        # Our dt's benchmark sizes (bench/policies.py): 64-wide tokens (a one-layer 64
+        # encoder), 3 layers, 1 head, context 10, batch 64, lr 1e-4 warmed up over the first
+        # 10% of the steps, returns-to-go divided by the best training return.
+        return d3rlpy.algos.DecisionTransformerConfig(
+            batch_size=64, learning_rate=1e-4, context_size=DT_CONTEXT, num_heads=1,
+            num_layers=3, encoder_factory=VectorEncoderFactory(hidden_units=[64]),
+            optim_factory=d3rlpy.optimizers.AdamWFactory(
+                weight_decay=1e-4, clip_grad_norm=0.25,
+                lr_scheduler_factory=d3rlpy.optimizers.WarmupSchedulerFactory(
+                    warmup_steps=max(steps // 10, 1))),
+            observation_scaler=obs, reward_scaler=MultiplyRewardScaler(1.0 / return_max))
     if name == 'BC':
         return d3rlpy.algos.BCConfig(batch_size=256, learning_rate=1e-3, encoder_factory=enc,
                                      observation_scaler=obs)
@@ -44,6 +62,33 @@ def build(name: str, steps: int, hidden: list[int]):
                                        critic_encoder_factory=enc, imitator_encoder_factory=enc,
                                        warmup_steps=steps // 2, observation_scaler=obs)
     raise SystemExit(f'unknown d3rlpy algorithm {name}')
+
+
+def evaluate_transformer(algo, env_id: str, episodes: int, seed: int, target_return: float):
+    """d3rlpy's DT through our evaluation loop: the loop keeps the history window (as for our
+    dt, same target return) and each window's valid part becomes a d3rlpy TransformerInput."""
+    from d3rlpy.algos import TransformerInput
+
+    from dgm_policy_ros.runtime.history import HistorySpec
+    from dgm_policy_ros.sim.evaluate import evaluate
+
+    spec = HistorySpec(DT_CONTEXT, ('past_actions', 'returns_to_go', 'timesteps', 'mask'), 'zeros',
+                       target_return)
+
+    def policy(window):
+        actions = []
+        for i in range(window['obs'].shape[0]):
+            valid = window['mask'][i] > 0
+            n = int(valid.sum())
+            actions.append(algo.predict(TransformerInput(
+                observations=window['obs'][i][valid],
+                actions=window['past_actions'][i][valid],
+                rewards=np.zeros((n, 1), np.float32),
+                returns_to_go=window['returns_to_go'][i][valid],
+                timesteps=window['timesteps'][i][valid].astype(np.int64) + 1)))  # from 1
+        return np.asarray(actions, np.float32)[:, None, :]
+
+    return evaluate(policy, env_id, episodes, seed=seed, history=spec)
 
 
 def main() -> int:
@@ -72,7 +117,8 @@ def main() -> int:
         tr.observations, tr.actions, tr.rewards, tr.terminals.astype(np.float32),
         timeouts=tr.timeouts.astype(np.float32),
         action_space=d3rlpy.constants.ActionSpace.CONTINUOUS)
-    algo = build(args.algo, args.steps, args.hidden).create(device='cpu:0')
+    return_max = max(float(np.sum(ep.rewards)) for ep in ds.episodes)
+    algo = build(args.algo, args.steps, args.hidden, return_max).create(device='cpu:0')
     # Time gradient steps only (from the end of the first step to the end of the last), as
     # our trainer's loop is timed: fit() also builds the networks and indexes the dataset.
     marks: list[float] = []
@@ -84,8 +130,12 @@ def main() -> int:
              save_interval=10**9, logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
              callback=on_step)
     train_s = marks[-1] - marks[0]
-    result = evaluate(lambda obs: np.asarray(algo.predict(obs))[:, None, :], ds.env_id,
-                      args.eval_episodes, seed=10_000 + args.seed)
+    if args.algo == 'DecisionTransformer':
+        result = evaluate_transformer(algo, ds.env_id, args.eval_episodes, 10_000 + args.seed,
+                                      return_max)
+    else:
+        result = evaluate(lambda obs: np.asarray(algo.predict(obs))[:, None, :], ds.env_id,
+                          args.eval_episodes, seed=10_000 + args.seed)
     out = {'impl': 'd3rlpy', 'algo': args.algo, 'dataset': ds.dataset_id, 'env': ds.env_id,
            'seed': args.seed, 'steps': args.steps, 'train_s': train_s,
            'steps_per_s': (len(marks) - 1) / train_s, 'd3rlpy_version': d3rlpy.__version__,

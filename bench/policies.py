@@ -26,8 +26,9 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, write_result  # noqa: E402
 
 CACHE = RESULTS / 'policies_runs'
-OURS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc']
-D3RLPY = ['BC', 'TD3PlusBC', 'IQL', 'BCQ', 'PLAS']
+OURS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql']
+D3RLPY = ['BC', 'TD3PlusBC', 'IQL', 'BCQ', 'PLAS', 'DecisionTransformer']
+SEEDS = [0, 1, 2]  # the table's grid; --seeds chooses which of them this invocation runs
 # Our side's settings, matched to d3rlpy's where both have the algorithm (see d3rlpy_job.py).
 OUR_CONFIGS = {
     'bc': {'batch_size': 256, 'lr': 1e-3, 'hidden': [256, 256]},
@@ -37,6 +38,12 @@ OUR_CONFIGS = {
     'cvae_bc': {'batch_size': 256, 'hidden': [256, 256]},
     'gan_bc': {'batch_size': 256, 'hidden': [256, 256]},
     'flow_bc': {'batch_size': 256, 'hidden': [256, 256]},
+    # A CPU-sized transformer (the default is 128 wide with context 20: ~3 steps/s on one
+    # core); d3rlpy's DecisionTransformer gets the same sizes (d3rlpy_job.py).
+    'dt': {'batch_size': 64, 'embed_dim': 64, 'context': 10, 'layers': 3, 'heads': 1,
+           'lr': 1e-4, 'warmup_steps': 500},
+    'diffusion_bc': {'batch_size': 256},
+    'idql': {'batch_size': 256},
 }
 
 
@@ -76,6 +83,19 @@ def run_d3rlpy(algo, dataset, seed, steps, episodes, path: Path) -> None:
                    text=True)
 
 
+def grid(ours, d3rlpy, envs, datasets, seeds) -> list[tuple]:
+    # Interleave so that every (dataset, seed) finishes both implementations close in time:
+    # a partial run still compares like with like, under the same machine load.
+    jobs = []
+    for seed in seeds:
+        for env in envs:
+            for name in datasets:
+                ds = dataset_id(env, name)
+                pairs = [('ours', a) for a in ours] + [('d3rlpy', a) for a in d3rlpy]
+                jobs += [(impl, algo, ds, seed) for impl, algo in pairs]
+    return jobs
+
+
 def table(jobs, steps) -> str:
     rows: dict[tuple, list[dict]] = {}
     for impl, algo, dataset, seed in jobs:
@@ -111,24 +131,17 @@ def main() -> int:
     parser.add_argument('--datasets', nargs='+', default=['medium', 'medium-expert', 'mixed'])
     parser.add_argument('--ours', nargs='*', default=OURS)
     parser.add_argument('--d3rlpy', nargs='*', default=D3RLPY)
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--seeds', type=int, nargs='+', default=SEEDS)
     parser.add_argument('--steps', type=int, default=5000)
     parser.add_argument('--eval-episodes', type=int, default=10)
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--table-only', action='store_true', help='rebuild from the cache')
     args = parser.parse_args()
 
-    # Interleave so that every (dataset, seed) finishes both implementations close in time:
-    # a partial run still compares like with like, under the same machine load.
-    jobs = []
-    for seed in args.seeds:
-        for env in args.envs:
-            for name in args.datasets:
-                ds = dataset_id(env, name)
-                pairs = [('ours', a) for a in args.ours] + [('d3rlpy', a) for a in args.d3rlpy]
-                jobs += [(impl, algo, ds, seed) for impl, algo in pairs]
+    jobs = grid(args.ours, args.d3rlpy, args.envs, args.datasets, args.seeds)
     todo = [j for j in jobs if not cache_path(*j, args.steps).is_file()]
     print(f'{len(jobs)} runs, {len(jobs) - len(todo)} cached, {len(todo)} to do', flush=True)
+    jobs = grid(OURS, D3RLPY, args.envs, args.datasets, SEEDS)  # the table shows them all
 
     def work(job):
         impl, algo, ds, seed = job
@@ -156,11 +169,14 @@ def main() -> int:
     body += ('\nSettings: our bc/td3bc/bcq use the same widths, batch sizes and candidate '
              "counts as d3rlpy's BC/TD3PlusBC/BCQ (bench/policies.py, bench/d3rlpy_job.py); "
              'd3rlpy IQL scales rewards by 1000/(return range) as in its D4RL reproduction; '
-             'd3rlpy PLAS pre-trains its VAE for the first half of the steps. Observations are '
+             'd3rlpy PLAS pre-trains its VAE for the first half of the steps. dt and d3rlpy '
+             'DecisionTransformer share CPU-sized settings (64-wide tokens, context 10, 3 layers, '
+             '1 head, batch 64, lr 1e-4 with a 10% warm-up, returns-to-go divided by the best '
+             'training return, which is also the target return). Observations are '
              'standardized on both sides. Evaluation: '
              f'{args.eval_episodes} episodes per run, env seeds 10000+seed, the same loop '
              '(dgm_policy_ros/sim/evaluate.py) for both. '
-             f'{args.workers} runs in parallel on this 2-core machine.\n')
+             'Runs were made one or two at a time on this 2-core machine.\n')
     print(body)
     write_result('policies', 'Policy families vs d3rlpy (offline, MuJoCo v5 datasets)', body)
     return 0

@@ -211,3 +211,18 @@ def test_the_shipped_default_bundle_verifies_and_acts():
     runner = PolicyRunner(bundle, backend='onnxruntime-cpu')
     action = runner.act(np.zeros(11, np.float32))
     assert action.shape == (3,) and np.all(np.abs(action) <= 1)
+
+
+@pytest.mark.parametrize('ident', ['diffusion_bc', 'diffusion_bc-obs2'])
+def test_runner_side_sampling_loop_equals_the_unrolled_graph(bundles, ident):
+    """The one-step denoiser graph looped in the runner gives the unrolled graph's actions."""
+    from dgm_policy_ros.training.trainer import load_run
+
+    graph = PolicyRunner(bundles[ident], backend='onnxruntime-cpu', seed=4)
+    loop = PolicyRunner(bundles[ident], backend='onnxruntime-cpu', seed=4, sampling='runner')
+    assert len(graph.bundle.manifest['sampler']['steps']) == 5  # the test's sampling_steps
+    algo, _, _ = load_run(graph.bundle.manifest['training']['run'])
+    inputs = policy_inputs(algo, seed=8, step=6)
+    np.testing.assert_allclose(loop.infer(inputs), graph.infer(inputs), rtol=0, atol=1e-5)
+    with pytest.raises(BundleError, match='no one-step sampler'):
+        PolicyRunner(bundles['bc'], backend='onnxruntime-cpu', sampling='runner')

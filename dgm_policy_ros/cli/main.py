@@ -145,11 +145,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    import yaml
+
     from dgm_policy_ros.export.onnx_export import export_bundle
     from dgm_policy_ros.runtime.bundle import load_bundle
 
+    overrides = {}
+    for item in args.set or []:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise ValueError(f'--set takes KEY=VALUE, got {item!r}')
+        overrides[key] = yaml.safe_load(value)
     out = export_bundle(args.run, args.out, fp16=not args.no_fp16, overwrite=args.overwrite,
-                        control_rate_hz=args.control_rate)
+                        control_rate_hz=args.control_rate, overrides=overrides)
     manifest = load_bundle(out).manifest
     print(f"wrote {out}: {manifest['algorithm']} ({manifest['family']}), "
           f"graphs {sorted(manifest['graphs'].values())}, "
@@ -321,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-fp16', action='store_true', help='skip the fp16 variant')
     p.add_argument('--control-rate', type=float, help='Hz (default: from the environment)')
     p.add_argument('--overwrite', action='store_true')
+    p.add_argument('--set', action='append', metavar='KEY=VALUE',
+                   help='a deploy-time algorithm setting that keeps the weights, e.g. '
+                        'sampling_steps=5 (diffusion) or target_return=3000 (dt); repeatable')
 
     p = add('eval', _cmd_eval,
             'Evaluate a bundle in MuJoCo through the deployment runner.')

@@ -85,26 +85,39 @@ class DDIMSampler(nn.Module):
         abar = schedule.alphas_cumprod[ts]
         abar_prev = torch.cat([abar[1:], torch.ones(1)])
         sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
-        self.register_buffer('timesteps', ts.float())
-        self.register_buffer('abar', abar)
-        self.register_buffer('abar_prev', abar_prev)
-        self.register_buffer('sigma', sigma)
+        # Not persistent: the coefficients follow from the schedule and the step count, so a
+        # trained model's weights load under any deploy-time sampling_steps.
+        self.register_buffer('timesteps', ts.float(), persistent=False)
+        self.register_buffer('abar', abar, persistent=False)
+        self.register_buffer('abar_prev', abar_prev, persistent=False)
+        self.register_buffer('sigma', sigma, persistent=False)
 
     def forward(self, denoiser: Denoiser, x_T: torch.Tensor,
                 step_noise: torch.Tensor | None = None) -> torch.Tensor:
         x = x_T
         batch = x.shape[0]
+        if self.eta > 0 and step_noise is None:
+            raise ValueError('eta > 0 needs step_noise of shape (n_steps, *x.shape)')
         for i in range(self.n_steps):  # a fixed count: unrolled by the exporter
-            t = self.timesteps[i].expand(batch)
-            eps = denoiser(x, t)
-            abar, abar_prev, sigma = self.abar[i], self.abar_prev[i], self.sigma[i]
-            x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
-            if self.clip is not None:
-                x0 = x0.clamp(-self.clip, self.clip)
-            direction = (1 - abar_prev - sigma ** 2).clamp(min=0).sqrt() * eps
-            x = abar_prev.sqrt() * x0 + direction
-            if self.eta > 0:
-                if step_noise is None:
-                    raise ValueError('eta > 0 needs step_noise of shape (n_steps, *x.shape)')
-                x = x + sigma * step_noise[i]
+            x = self.step(denoiser, x, self.timesteps[i].expand(batch), self.abar[i],
+                          self.abar_prev[i], self.sigma[i],
+                          step_noise[i] if self.eta > 0 else None)
+        return x
+
+    def coefficients(self) -> list[list[float]]:
+        """Per step (t, abar, abar_prev, sigma): what a runner-side loop feeds ``step``."""
+        return torch.stack([self.timesteps, self.abar, self.abar_prev, self.sigma], 1).tolist()
+
+    def step(self, denoiser: Denoiser, x: torch.Tensor, t: torch.Tensor, abar: torch.Tensor,
+             abar_prev: torch.Tensor, sigma: torch.Tensor,
+             noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One DDIM update x_t -> x_{t_prev}; the coefficients are scalars or (B, 1) columns."""
+        eps = denoiser(x, t)
+        x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
+        if self.clip is not None:
+            x0 = x0.clamp(-self.clip, self.clip)
+        direction = (1 - abar_prev - sigma ** 2).clamp(min=0).sqrt() * eps
+        x = abar_prev.sqrt() * x0 + direction
+        if noise is not None:
+            x = x + sigma * noise
         return x

@@ -117,9 +117,11 @@ def to_fp16(src: Path, dst: Path) -> None:
 def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
                   overwrite: bool = False, control_rate_hz: float | None = None,
                   parity_atol: float = PARITY_ATOL, seed: int = 0,
-                  parent: str | None = None) -> Path:
+                  parent: str | None = None,
+                  overrides: dict[str, Any] | None = None) -> Path:
+    """``overrides``: deploy-time algorithm settings (e.g. ``{'sampling_steps': 5}``)."""
     run_dir, out = Path(run_dir), Path(out)
-    algo, cfg, info = load_run(run_dir)
+    algo, cfg, info = load_run(run_dir, overrides=overrides)
     module = algo.export_module().eval()
     rng = np.random.default_rng(seed)
     noise_specs = algo.noise_specs()
@@ -138,15 +140,36 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
             to_fp16(tmp / 'policy.onnx', tmp / 'policy_fp16.onnx')
             graphs['policy_fp16'] = 'policy_fp16.onnx'
             errors['fp16'] = max_abs_error(tmp / 'policy_fp16.onnx', module, check, names)
+        sampler = None
+        if hasattr(algo, 'step_module') and not algo.noise_specs()[1:]:  # deterministic DDIM
+            sampler = _export_sampling_steps(algo, tmp, rng, graphs)
         if hasattr(algo, 'log_prob'):
             graphs['log_prob'] = 'log_prob.onnx'
             _export_log_prob(algo, tmp / 'log_prob.onnx', rng)
         files = {name: sha256_file(tmp / name) for name in graphs.values()}
         manifest = _manifest(algo, cfg, info, result, names, noise_specs, graphs, files,
                              errors, control_rate_hz or _control_rate(env_id), run_dir, parent)
+        manifest['deploy_overrides'] = dict(overrides or {})
+        if sampler:
+            manifest['sampler'] = sampler
         atomic_write_yaml(tmp / MANIFEST, manifest)
         load_bundle(tmp)  # what we wrote must pass the runtime's own checks
     return out
+
+
+def _export_sampling_steps(algo, folder: Path, rng: np.random.Generator,
+                           graphs: dict[str, str]) -> dict[str, Any]:
+    """The runner-side alternative to the unrolled sampling loop: one DDIM step and the final
+    decoding as two small graphs, with the per-step coefficients in the manifest."""
+    obs, noise = _example_inputs(algo, 2, rng)[:2]
+    coef = np.tile(np.asarray(algo.sampler.coefficients()[0], np.float32), (2, 1))
+    export_onnx(algo.step_module().eval(), [obs, noise, coef], ['obs', 'x', 'coef'], 'x_next',
+                folder / 'denoise_step.onnx')
+    export_onnx(algo.decode_module().eval(), [noise], ['x'], 'actions', folder / 'decode.onnx')
+    graphs.update(denoise_step='denoise_step.onnx', decode='decode.onnx')
+    return {'kind': 'ddim', 'noise_input': algo.noise_specs()[0].name,
+            'coefficients': ['t', 'abar', 'abar_prev', 'sigma'],
+            'steps': algo.sampler.coefficients()}
 
 
 class _LogProb(torch.nn.Module):

@@ -2,7 +2,9 @@
 """``diffusion_bc``: Diffusion Policy (Chi et al. 2023) for offline imitation, with action
 chunking: a denoiser predicts the noise on an H-step action chunk given the observation; at
 inference a DDIM loop of ``sampling_steps`` (a deploy-time choice) turns noise into a chunk, of
-which ``n_action_steps`` are executed.
+which ``n_action_steps`` are executed. With ``n_obs_steps > 1`` the denoiser is conditioned on
+the last few observations, a window the runtime keeps (``HistorySpec``, the first observation
+repeated before the episode start, as the training sampler pads).
 
 The model (an MLP denoiser with a sinusoidal timestep embedding) is separate from the noise
 schedule and sampler (``dgm_policy_ros.diffusion``). The whole fixed-step sampling loop is one
@@ -12,14 +14,14 @@ inputs, so the deployed policy is deterministic given them.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 from torch import nn
 
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.diffusion import DDIMSampler, NoiseSchedule
-from dgm_policy_ros.networks import mlp
+from dgm_policy_ros.networks.denoisers import MLPDenoiser
+from dgm_policy_ros.runtime.history import HistorySpec
 from dgm_policy_ros.training.algorithm import ChunkConfig, ChunkedAlgorithm, DataSpec, NoiseSpec
 
 
@@ -28,6 +30,7 @@ class DiffusionBCConfig(ChunkConfig):
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
     horizon: int = 8
     n_action_steps: int = 4
+    n_obs_steps: int = 1  # observations the denoiser sees (the current one and those before)
     diffusion_steps: int = 100  # T of the training schedule
     sampling_steps: int = 10  # DDIM steps at inference
     schedule: str = 'cosine'
@@ -36,26 +39,14 @@ class DiffusionBCConfig(ChunkConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.n_obs_steps < 1:
+            raise ConfigError('DiffusionBCConfig.n_obs_steps must be >= 1')
         if not 1 <= self.sampling_steps <= self.diffusion_steps:
             raise ConfigError('DiffusionBCConfig: need 1 <= sampling_steps <= diffusion_steps')
         if self.schedule not in ('cosine', 'linear'):
             raise ConfigError("DiffusionBCConfig.schedule must be 'cosine' or 'linear'")
         if self.eta < 0 or self.time_embed < 2 or self.time_embed % 2:
             raise ConfigError('DiffusionBCConfig: eta >= 0 and an even time_embed >= 2')
-
-
-class ChunkDenoiser(nn.Module):
-    """epsilon(x_t, t | obs) for a flattened action chunk."""
-
-    def __init__(self, obs_dim: int, chunk_dim: int, hidden, time_embed: int) -> None:
-        super().__init__()
-        half = time_embed // 2
-        self.register_buffer('freqs', torch.exp(-math.log(10_000.0) * torch.arange(half) / half))
-        self.net = mlp(obs_dim + chunk_dim + time_embed, chunk_dim, hidden, activation=nn.Mish)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        angles = t[:, None] * self.freqs[None, :]
-        return self.net(torch.cat([obs, x, torch.sin(angles), torch.cos(angles)], -1))
 
 
 class DiffusionBC(ChunkedAlgorithm):
@@ -68,10 +59,21 @@ class DiffusionBC(ChunkedAlgorithm):
     def __init__(self, cfg: DiffusionBCConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)
         self.chunk_dim = cfg.horizon * spec.act_dim
-        self.denoiser = ChunkDenoiser(spec.obs_dim, self.chunk_dim, cfg.hidden, cfg.time_embed)
+        self.denoiser = MLPDenoiser(spec.obs_dim * cfg.n_obs_steps, self.chunk_dim, cfg.hidden,
+                                      cfg.time_embed)
         self.schedule = NoiseSchedule(cfg.diffusion_steps, cfg.schedule)
         self.sampler = DDIMSampler(self.schedule, cfg.sampling_steps, eta=cfg.eta)
         self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=1e-6)
+
+    def history_spec(self) -> HistorySpec | None:
+        if self.cfg.n_obs_steps == 1:
+            return None
+        return HistorySpec(self.cfg.n_obs_steps, (), 'repeat_first')
+
+    def condition(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalized observations, (B, obs_dim) or a window (B, n_obs_steps, obs_dim), as one
+        conditioning vector per sample."""
+        return self.obs_norm(obs).flatten(1)
 
     def noise_specs(self) -> list[NoiseSpec]:
         specs = [NoiseSpec('initial_noise', (self.chunk_dim,), 'normal')]
@@ -82,14 +84,28 @@ class DiffusionBC(ChunkedAlgorithm):
 
     def act(self, obs: torch.Tensor, initial_noise: torch.Tensor,
             step_noise: torch.Tensor | None = None) -> torch.Tensor:
-        obs_n = self.obs_norm(obs)
+        obs_n = self.condition(obs)
         per_step = step_noise.transpose(0, 1) if step_noise is not None else None
         x = self.sampler(lambda x, t: self.denoiser(x, t, obs_n), initial_noise, per_step)
-        chunk = x.clamp(-1.0, 1.0).view(obs.shape[0], self.cfg.horizon, -1)
+        return self.decode(x)
+
+    # -- the sampling loop outside the graph (runner-side alternative) --------------------
+    def step_module(self) -> nn.Module:
+        """``(obs, x, coef (B, 4)) -> x_next``: one DDIM step as its own graph."""
+        return _DenoiseStep(self)
+
+    def decode_module(self) -> nn.Module:
+        """``x -> actions (B, H, A)``: the sampled chunk in the robot's units."""
+        return _Decode(self)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        chunk = x.clamp(-1.0, 1.0).view(x.shape[0], self.cfg.horizon, -1)
         return self.act_scale.from_unit(chunk)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        obs_n, chunk, mask = self.chunk_targets(batch)
+        _, chunk, mask = self.chunk_targets(batch)
+        obs_n = self.condition(batch['observations'] if self.cfg.n_obs_steps > 1
+                               else batch['observations'][:, -1])
         loss = self.schedule.training_loss(lambda x, t: self.denoiser(x, t, obs_n), chunk,
                                            mask=mask)
         self.opt.zero_grad(set_to_none=True)
@@ -99,3 +115,24 @@ class DiffusionBC(ChunkedAlgorithm):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {'denoiser': self.opt}
+
+
+class _DenoiseStep(nn.Module):
+    def __init__(self, algo: DiffusionBC) -> None:
+        super().__init__()
+        self.algo = algo
+
+    def forward(self, obs: torch.Tensor, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        cond = self.algo.condition(obs)
+        t, abar, abar_prev, sigma = coef[:, 0], coef[:, 1:2], coef[:, 2:3], coef[:, 3:4]
+        return self.algo.sampler.step(lambda x_, t_: self.algo.denoiser(x_, t_, cond), x, t,
+                                      abar, abar_prev, sigma)
+
+
+class _Decode(nn.Module):
+    def __init__(self, algo: DiffusionBC) -> None:
+        super().__init__()
+        self.algo = algo
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.algo.decode(x)

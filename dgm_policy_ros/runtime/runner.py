@@ -33,7 +33,11 @@ class PolicyRunner:
     def __init__(self, bundle: Bundle | str | Path, backend: str = 'auto', seed: int = 0,
                  threads: int = 1, engine_path: Path | None = None,
                  force_engine_update: bool = False, precision: str = 'fp32',
-                 latency_window: int = 10_000, target_return: float | None = None) -> None:
+                 latency_window: int = 10_000, target_return: float | None = None,
+                 sampling: str = 'graph') -> None:
+        """``sampling``: for diffusion bundles, ``graph`` runs the whole unrolled sampling loop
+        as one graph; ``runner`` loops here over a one-step graph (bench/diffusion_steps.py
+        measures which is faster where)."""
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         graphs = self.bundle.manifest['graphs']
         fp16 = self.bundle.file('policy_fp16') if 'policy_fp16' in graphs else None
@@ -41,6 +45,16 @@ class PolicyRunner:
                                              engine_path, force_engine_update,
                                              precision=precision, fp16_onnx_path=fp16)
         self._check_graph()
+        self._loop = None
+        if sampling == 'runner':
+            if 'sampler' not in self.bundle.manifest:
+                raise BundleError(f'{self.bundle.path} has no one-step sampler graphs')
+            self._loop = [make_backend(self.bundle.file(key), backend, threads, None, False,
+                                       precision=precision)
+                          for key in ('denoise_step', 'decode')]
+            self._coef = np.asarray(self.bundle.manifest['sampler']['steps'], np.float32)
+        elif sampling != 'graph':
+            raise ValueError(f"sampling must be 'graph' or 'runner', got {sampling!r}")
         self.rng = np.random.default_rng(seed)
         self.queue = ActionQueue(self.bundle.n_action_steps)
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=latency_window)
@@ -129,7 +143,7 @@ class PolicyRunner:
         for spec in self.bundle.noise_inputs:
             feeds[spec.name] = spec.draw(batch, self.rng)
         started = time.perf_counter()
-        out = self.backend.run(feeds)
+        out = self.backend.run(feeds) if self._loop is None else self._run_loop(feeds)
         self.latencies_ms.append((time.perf_counter() - started) * 1e3)
         out = np.asarray(out, dtype=np.float32).reshape(batch, self.bundle.chunk_size,
                                                         self.bundle.act_size)
@@ -137,6 +151,14 @@ class PolicyRunner:
             raise FloatingPointError(f'{self.bundle.path}: the model produced a non-finite '
                                      'action from a finite observation')
         return np.clip(out, self.low, self.high)
+
+    def _run_loop(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        step, decode = self._loop
+        x = feeds[self.bundle.manifest['sampler']['noise_input']]
+        batch = x.shape[0]
+        for coef in self._coef:
+            x = step.run({'obs': feeds['obs'], 'x': x, 'coef': np.tile(coef, (batch, 1))})
+        return decode.run({'x': x})
 
     def act(self, obs) -> np.ndarray:
         """One control step of one robot: the next action (A,) from the chunk queue."""

@@ -78,11 +78,19 @@ def spec_from_dict(data: dict[str, Any]) -> DataSpec:
                     float(data.get('return_max', 0.0)))
 
 
-def load_run(run_dir: str | os.PathLike, weights: str = 'model.safetensors'
+def load_run(run_dir: str | os.PathLike, weights: str = 'model.safetensors',
+             overrides: dict[str, Any] | None = None
              ) -> tuple[Algorithm, TrainConfig, dict[str, Any]]:
-    """Rebuild a trained algorithm from its run folder (for export and evaluation)."""
+    """Rebuild a trained algorithm from its run folder (for export and evaluation).
+
+    ``overrides`` changes algorithm settings that leave the weights as they are, the
+    deploy-time choices (a diffusion policy's ``sampling_steps``, a dt's ``target_return``);
+    one that changes the weights' shapes fails to load, loudly.
+    """
     run_dir = Path(run_dir)
     cfg = TrainConfig.from_dict(_read_yaml(run_dir / 'config.yaml'))
+    if overrides:
+        cfg = dataclasses.replace(cfg, algo_config={**cfg.algo_config, **overrides})
     info = json.loads((run_dir / 'spec.json').read_text())
     algo = get_algorithm(cfg.algo)(cfg.algorithm_config(), spec_from_dict(info['spec']))
     path = run_dir / weights
