@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Return and latency versus DDIM sampling steps (bench/results/diffusion_steps.md + .png).
+
+One trained diffusion policy, exported once per step count (``dgm export --set
+sampling_steps=K``: the weights stay, the sampling loop changes), each bundle scored in MuJoCo
+through the deployment runner and timed at batch 1 two ways, side by side in one run: the
+whole unrolled loop as one graph, and the one-step graph looped in the runner.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import RESULTS, write_result  # noqa: E402
+from latency import race  # noqa: E402
+
+
+def ensure_run(run: Path, dataset: str, steps: int, seed: int) -> None:
+    if (run / 'model.safetensors').is_file():
+        return
+    resume = ['--resume'] if (run / 'checkpoints' / 'latest.json').is_file() else []
+    subprocess.run([sys.executable, '-m', 'dgm_policy_ros.cli.main', 'train', '--algo',
+                    'diffusion_bc', '--dataset', dataset, '--steps', str(steps), '--seed',
+                    str(seed), '--out', str(run), '--eval-every', '-1', '--threads', '1',
+                    '--quiet', *resume], check=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--run', help='a diffusion_bc training run (default: train one)')
+    parser.add_argument('--dataset', default='dgm/hopper/medium-v0')
+    parser.add_argument('--train-steps', type=int, default=5000)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--sampling-steps', type=int, nargs='+', default=[5, 10, 20, 50])
+    parser.add_argument('--episodes', type=int, default=10)
+    parser.add_argument('--calls', type=int, default=400, help='timed calls per variant')
+    args = parser.parse_args()
+
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.runtime import PolicyRunner
+    from dgm_policy_ros.sim.evaluate import evaluate_runner
+
+    root = HERE.parent / 'runs' / 'diffusion_steps'
+    run = Path(args.run) if args.run else \
+        root / f"diffusion_bc-{args.dataset.replace('/', '_')}-s{args.seed}-n{args.train_steps}"
+    ensure_run(run, args.dataset, args.train_steps, args.seed)
+    rows, runners = [], {}
+    for k in args.sampling_steps:
+        bundle = export_bundle(run, root / 'bundles' / f'{run.name}-k{k}', overwrite=True,
+                               fp16=False, overrides={'sampling_steps': k})
+        graph = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=args.seed)
+        loop = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=args.seed,
+                            sampling='runner')
+        env_id = graph.bundle.env_id
+        env_seed = graph.bundle.manifest['training']['eval_env_seed']
+        result = evaluate_runner(graph, env_id, args.episodes, seed=env_seed)
+        runners[k] = (graph, loop)
+        rows.append({'k': k, 'score': result.scores.mean(), 'score_std': result.scores.std(),
+                     'return': result.returns.mean()})
+        print(f'K={k}: score {rows[-1]["score"]:.1f}', flush=True)
+    obs = np.zeros((1, runners[args.sampling_steps[0]][0].bundle.obs_size), np.float32)
+    contenders = {}
+    for k, (graph, loop) in runners.items():
+        contenders[(k, 'graph')] = lambda r=graph: r.infer(obs)
+        contenders[(k, 'runner')] = lambda r=loop: r.infer(obs)
+    times = race(contenders, args.calls)
+    for row in rows:
+        graph_ms = np.median(times[(row['k'], 'graph')]) * 1e3
+        loop_ms = np.median(times[(row['k'], 'runner')]) * 1e3
+        row.update(graph_ms=graph_ms, loop_ms=loop_ms)
+
+    lines = [f'`diffusion_bc` (horizon 8, 4 actions executed per inference) trained '
+             f'{args.train_steps} steps on {args.dataset}, seed {args.seed}; one bundle per '
+             'DDIM step count from the same weights. Score: normalized, mean ± std over '
+             f'{args.episodes} episodes through the deployment runner. Latency: median of '
+             f'{args.calls} calls at batch 1 on ONNX Runtime CPU (1 thread), the two ways '
+             'interleaved in one run.', '',
+             '| DDIM steps | score | return | unrolled graph (ms) | loop in runner (ms) | '
+             'runner / graph |', '|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append(f"| {r['k']} | {r['score']:.1f} ± {r['score_std']:.1f} | "
+                     f"{r['return']:.0f} | {r['graph_ms']:.2f} | {r['loop_ms']:.2f} | "
+                     f"{r['loop_ms'] / r['graph_ms']:.2f} |")
+    body = '\n'.join(lines) + '\n\n![return and latency vs steps](diffusion_steps.png)\n'
+    print(body)
+    plot(rows, RESULTS / 'diffusion_steps.png')
+    write_result('diffusion_steps', 'Diffusion policy: return and latency vs sampling steps',
+                 body)
+    return 0
+
+
+def plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    ks = [r['k'] for r in rows]
+    fig, left = plt.subplots(figsize=(6, 3.5))
+    left.errorbar(ks, [r['score'] for r in rows], yerr=[r['score_std'] for r in rows],
+                  marker='o', color='tab:blue', label='score')
+    left.set_xlabel('DDIM sampling steps')
+    left.set_ylabel('normalized score', color='tab:blue')
+    left.set_xscale('log')
+    left.set_xticks(ks, [str(k) for k in ks])
+    right = left.twinx()
+    right.plot(ks, [r['graph_ms'] for r in rows], marker='s', color='tab:red',
+               label='unrolled graph')
+    right.plot(ks, [r['loop_ms'] for r in rows], marker='^', color='tab:orange',
+               label='loop in runner')
+    right.set_ylabel('latency, batch 1 (ms)', color='tab:red')
+    right.legend(loc='lower right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
