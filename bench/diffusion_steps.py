@@ -72,8 +72,8 @@ def main() -> int:
         contenders[(k, 'runner')] = lambda r=loop: r.infer(obs)
     times = race(contenders, args.calls)
     for row in rows:
-        graph_ms = np.median(times[(row['k'], 'graph')]) * 1e3
-        loop_ms = np.median(times[(row['k'], 'runner')]) * 1e3
+        graph_ms = np.median(times[(row['k'], 'graph')]) / 1e3  # race() times in µs
+        loop_ms = np.median(times[(row['k'], 'runner')]) / 1e3
         row.update(graph_ms=graph_ms, loop_ms=loop_ms)
 
     lines = [f'`diffusion_bc` (horizon 8, 4 actions executed per inference) trained '

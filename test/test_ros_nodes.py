@@ -294,3 +294,37 @@ def test_simulator_runs_a_bare_mjcf_file(ros, tmp_path):
     future = cli.call_async(Trigger.Request())
     assert wait_for(future.done) and future.result().success
     assert sim.step_index == 1 and sim.obs.shape == (2,)  # qpos, qvel of the hinge
+
+
+def test_sequence_policy_node_keeps_the_history_and_counts_rewards(ros, tiny_dataset,  # noqa: F811
+                                                                  tmp_path):
+    """A Decision Transformer bundle on the node: each command equals a local runner fed the
+    same observations and rewards in the same order (history window and returns-to-go)."""
+    from std_msgs.msg import Float64
+
+    from dgm_policy_ros.export.onnx_export import export_bundle
+
+    _train('dt', tmp_path / 'run', 20, dataset=tiny_dataset)
+    dt_bundle = export_bundle(tmp_path / 'run', tmp_path / 'dt', control_rate_hz=50.0,
+                              fp16=False)
+    node = make_policy(ros, dt_bundle, 't_dt', reward_topic='/t_dt/reward',
+                       target_return=5.0)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    probe = Probe(ros, '/t_dt/obs', '/t_dt/cmd')
+    rewards = probe.node.create_publisher(Float64, '/t_dt/reward', 10)
+    local = PolicyRunner(dt_bundle, backend='onnxruntime-cpu', target_return=5.0)
+    assert wait_for(lambda: rewards.get_subscription_count() > 0)
+    rng = np.random.default_rng(0)
+    for step in range(1, 8):
+        obs = rng.normal(size=OBS_DIM)
+        count = len(probe.commands)
+        assert wait_for(lambda: len(probe.commands) > count,
+                        every=lambda o=obs, s=step: probe.send(o, step=s))
+        np.testing.assert_allclose(probe.commands[-1].data, local.act(obs), atol=1e-5)
+        reward = float(step)
+        before = node.runner.history.return_to_go
+        rewards.publish(Float64(data=reward))  # once: every message counts
+        assert wait_for(lambda b=before: node.runner.history.return_to_go == b - reward)
+        local.record_reward(reward)
+    assert node.runner.history.steps == 7
