@@ -26,7 +26,8 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, write_result  # noqa: E402
 
 CACHE = RESULTS / 'policies_runs'
-OURS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql']
+OURS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',
+        'diffusion_ql']
 D3RLPY = ['BC', 'TD3PlusBC', 'IQL', 'BCQ', 'PLAS', 'DecisionTransformer']
 SEEDS = [0, 1, 2]  # the table's grid; --seeds chooses which of them this invocation runs
 # Our side's settings, matched to d3rlpy's where both have the algorithm (see d3rlpy_job.py).
@@ -44,6 +45,7 @@ OUR_CONFIGS = {
            'lr': 1e-4, 'warmup_steps': 500},
     'diffusion_bc': {'batch_size': 256},
     'idql': {'batch_size': 256},
+    'diffusion_ql': {'batch_size': 256},
 }
 
 

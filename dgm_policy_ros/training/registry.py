@@ -15,6 +15,7 @@ ALGORITHMS: dict[str, str] = {
     'flow_bc': 'dgm_policy_ros.policies.flow_bc:FlowBC',
     'dt': 'dgm_policy_ros.policies.decision_transformer:DecisionTransformer',
     'diffusion_bc': 'dgm_policy_ros.policies.diffusion_bc:DiffusionBC',
+    'diffusion_ql': 'dgm_policy_ros.policies.diffusion_ql:DiffusionQL',
     'idql': 'dgm_policy_ros.policies.idql:IDQL',
 }
 

@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``diffusion_ql``: Diffusion-QL (Wang et al. 2022), a Q-guided diffusion policy.
+
+The diffusion model is the policy itself: its loss is the behaviour-cloning (DDPM) term plus
+``q_weight`` times -Q of actions sampled through the whole (short, differentiable) reverse
+chain, normalized by |Q| as in the paper. The twin-Q critic learns by TD from next actions
+sampled by an EMA copy of the policy. Inference: the best of ``n_candidates`` samples by Q
+(``QGuidedDiffusion``).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from dgm_policy_ros.config import ConfigError
+from dgm_policy_ros.policies.critics import make_target, soft_update, td_target
+from dgm_policy_ros.policies.q_diffusion import QDiffusionConfig, QGuidedDiffusion
+from dgm_policy_ros.training.algorithm import DataSpec
+
+
+@dataclasses.dataclass
+class DiffusionQLConfig(QDiffusionConfig):
+    diffusion_steps: int = 5  # the paper's short chain: sampled with gradients in training
+    sampling_steps: int = 5
+    schedule: str = 'linear'
+    n_candidates: int = 10
+    q_weight: float = 1.0  # eta
+    ema: float = 0.995  # decay of the EMA policy that samples the critic's next actions
+
+    def validate(self) -> None:
+        super().validate()
+        if self.q_weight < 0:
+            raise ConfigError('DiffusionQLConfig.q_weight must be >= 0')
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError('DiffusionQLConfig.ema must be in [0, 1)')
+
+
+class DiffusionQL(QGuidedDiffusion):
+    name = 'diffusion_ql'
+    config_class = DiffusionQLConfig
+    monitored_loss = 'bc_loss'
+    test_overrides = {'n_candidates': 4, 'critic_hidden': [64, 64]}
+
+    def __init__(self, cfg: DiffusionQLConfig, spec: DataSpec) -> None:
+        super().__init__(cfg, spec)
+        self.denoiser_ema = make_target(self.denoiser)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.cfg
+        obs = self.obs_norm(batch['observations'])
+        next_obs = self.obs_norm(batch['next_observations'])
+        act = self.unit_actions(batch['actions'])
+        with torch.no_grad():
+            next_act = self.sample(self.denoiser_ema, next_obs, torch.randn_like(act))
+            target = td_target(batch, self.critic_target.q_min(next_obs, next_act), cfg.gamma)
+        q1, q2 = self.critic(obs, act)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        bc_loss = self.behaviour_loss(obs, act)
+        new_act = self.sample(self.denoiser, obs, torch.randn_like(act))
+        q1_new, q2_new = self.critic(obs, new_act)
+        q_loss = -q1_new.mean() / q2_new.abs().mean().detach().clamp(min=1e-6)
+        loss = bc_loss + cfg.q_weight * q_loss
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.actor_opt.step()
+        soft_update(self.critic_target, self.critic, cfg.tau)
+        soft_update(self.denoiser_ema, self.denoiser, 1.0 - cfg.ema)
+        return {'bc_loss': bc_loss.item(), 'q_loss': q_loss.item(),
+                'critic_loss': critic_loss.item()}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {'denoiser': self.actor_opt, 'critic': self.critic_opt}

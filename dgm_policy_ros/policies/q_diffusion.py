@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What the Q-guided diffusion policies (``idql``, ``diffusion_ql``) share: a diffusion model
+over single actions and a twin-Q critic that picks the best of ``n_candidates`` sampled actions.
+
+The pick is the argmax of min(Q1, Q2) (the deterministic form of the papers' Q-weighted
+resampling, which would need one more random input for the same ranking signal), so the
+deployed graph, sampler, critic and selection together, is deterministic given its explicit
+candidate noise.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from dgm_policy_ros.config import ConfigError
+from dgm_policy_ros.diffusion import DDIMSampler, NoiseSchedule
+from dgm_policy_ros.networks.denoisers import MLPDenoiser
+from dgm_policy_ros.policies.critics import TwinQ, make_target
+from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec, NoiseSpec
+
+
+@dataclasses.dataclass
+class QDiffusionConfig(AlgoConfig):
+    hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
+    critic_hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
+    diffusion_steps: int = 100
+    sampling_steps: int = 10
+    schedule: str = 'cosine'
+    time_embed: int = 32
+    n_candidates: int = 32
+    gamma: float = 0.99
+    tau: float = 0.005
+    critic_lr: float = 3e-4
+
+    def validate(self) -> None:
+        super().validate()
+        name = type(self).__name__
+        if not 1 <= self.sampling_steps <= self.diffusion_steps:
+            raise ConfigError(f'{name}: need 1 <= sampling_steps <= diffusion_steps')
+        if self.schedule not in ('cosine', 'linear'):
+            raise ConfigError(f"{name}.schedule must be 'cosine' or 'linear'")
+        if self.n_candidates < 1:
+            raise ConfigError(f'{name}.n_candidates must be >= 1')
+        if not 0 < self.gamma <= 1 or not 0 < self.tau <= 1:
+            raise ConfigError(f'{name}: gamma and tau must be in (0, 1]')
+        if self.time_embed < 2 or self.time_embed % 2:
+            raise ConfigError(f'{name}.time_embed must be even and >= 2')
+
+
+class QGuidedDiffusion(Algorithm):
+    """Base class: subclasses add their critic training in ``update``."""
+
+    family = 'diffusion'
+
+    def __init__(self, cfg: QDiffusionConfig, spec: DataSpec) -> None:
+        super().__init__(cfg, spec)
+        self.denoiser = MLPDenoiser(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.time_embed)
+        self.schedule = NoiseSchedule(cfg.diffusion_steps, cfg.schedule)
+        self.sampler = DDIMSampler(self.schedule, cfg.sampling_steps)
+        self.critic = TwinQ(spec.obs_dim, spec.act_dim, cfg.critic_hidden)
+        self.critic_target = make_target(self.critic)
+        self.actor_opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr,
+                                           weight_decay=1e-6)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+
+    def noise_specs(self) -> list[NoiseSpec]:
+        return [NoiseSpec('candidate_noise', (self.cfg.n_candidates, self.spec.act_dim),
+                          'normal')]
+
+    def sample(self, denoiser, obs_n: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Unit actions (B, A) from normalized observations (B, O) and noise (B, A)."""
+        return self.sampler(lambda x, t: denoiser(x, t, obs_n), noise).clamp(-1.0, 1.0)
+
+    def act(self, obs: torch.Tensor, candidate_noise: torch.Tensor) -> torch.Tensor:
+        b, n, a = candidate_noise.shape
+        obs_n = self.obs_norm(obs).unsqueeze(1).expand(b, n, obs.shape[-1]).reshape(b * n, -1)
+        candidates = self.sample(self.denoiser, obs_n, candidate_noise.reshape(b * n, a))
+        q = self.critic.q_min(obs_n, candidates).view(b, n)
+        best = q.argmax(dim=1).view(b, 1, 1).expand(b, 1, a)
+        chosen = torch.gather(candidates.view(b, n, a), 1, best)  # (B, 1, A)
+        return self.act_scale.from_unit(chosen)
+
+    def behaviour_loss(self, obs_n: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """The DDPM objective on dataset actions (behaviour cloning)."""
+        return self.schedule.training_loss(lambda x, t: self.denoiser(x, t, obs_n), act)
