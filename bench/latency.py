@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 import numpy as np  # noqa: E402
 
-ALGOS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'diffusion_bc']
+ALGOS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',
+         'diffusion_ql']
 WORK = Path(__file__).resolve().parents[1] / 'runs' / 'latency'
 
 
@@ -100,24 +101,28 @@ def ours(dataset: str, calls: int, steps: int) -> list[dict]:
         module = algo.export_module().eval()
         rng = np.random.default_rng(0)
         stats = algo.spec.stats
+        runner = PolicyRunner(bundle_dir, backend='onnxruntime-cpu', threads=1)
         obs = (stats.obs_mean + stats.obs_std * rng.standard_normal((1, algo.spec.obs_dim)))
-        feeds = {'obs': obs.astype(np.float32)}
+        # A sequence policy's input is its whole (full) history window.
+        inputs = runner.zero_inputs(1) if runner.history else obs.astype(np.float32)
+        feeds = dict(inputs) if runner.history else {'obs': inputs}
         for spec, noise in zip(algo.noise_specs(), algo.draw_noise(1, rng)):
             feeds[spec.name] = noise
+        if runner.history and 'mask' in feeds:
+            feeds['mask'][:] = 1.0
         tensors = [torch.from_numpy(v) for v in feeds.values()]
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(bundle_dir / 'policy.onnx'), options,
                                        providers=['CPUExecutionProvider'])
-        runner = PolicyRunner(bundle_dir, backend='onnxruntime-cpu', threads=1)
 
         def eager():
             with torch.inference_mode():
                 module(*tensors)
 
         results = race({'torch': eager, 'ort': lambda: session.run(None, feeds),
-                        'runner': lambda: runner.infer(feeds['obs'])}, calls)
+                        'runner': lambda: runner.infer(inputs)}, calls)
         rows.append({'algo': algo_name, 'family': algo.family, 'flops': flops_of(module, tensors),
                      'n_action_steps': algo.n_action_steps, 'chunk': algo.chunk_size,
                      **{f'{k}_{q}': float(np.percentile(v, p)) for k, v in results.items()
