@@ -33,7 +33,7 @@ EXTRAS = {
     'sim': ['mujoco>=3.1', 'gymnasium[mujoco]>=1.0', 'minari[create]>=0.5.1',
             'stable-baselines3>=2.3', 'tqdm>=4.66'],
     'ros-wheels': ROS_WHEELS,
-    'bags': ['rosbags>=0.10'],
+    'bags': ['rosbags>=0.10', 'mcap>=1.2'],  # mcap: reading bags cut short (no footer)
     # d3rlpy 2.8.1 pins gymnasium==1.0.0, which would downgrade the simulator stack the
     # reference agents were trained on; it runs on gymnasium 1.x, so `make bench-deps`
     # installs it with --no-deps on top of these, its other requirements.

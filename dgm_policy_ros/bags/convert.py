@@ -1,0 +1,226 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``dgm bag2minari``: recorded topics -> Minari episodes, with the policy node's own
+observation spec, so a dataset holds exactly what a deployed policy would have seen.
+
+Alignment, per control step (one per message on the spec's first source, the pacing topic):
+
+- observation: each source's latest message at or before the step (a source not heard from
+  yet drops the step); values extracted by the same code as the policy node's;
+- action: the first command after the observation and before the next one (the command that
+  answered it); with none in that window, the command in force (the last one before), or the
+  step is dropped if there was none;
+- reward: the sum of rewards received until the next step;
+- episodes end at an episode-end message (``{"terminated": true}`` in it marks a true
+  terminal, otherwise a truncation), at a change of the pacing message's episode label
+  (``layout.dim[0].label``, as ``mujoco_sim_node`` sends), at a time gap longer than
+  ``gap_s``, and at the end of each bag when ``episode_per_bag`` is set.
+
+The observation after an episode's last step was never published (the simulator or robot
+resets first), so an episode's final next-observation repeats its last observation; value
+learners do not bootstrap from it for terminals, and for truncations it is the best estimate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dgm_policy_ros.bags.reader import ReadReport, Stamped, find_bags, read_bags
+from dgm_policy_ros.bags.topics import RecordingSpec
+from dgm_policy_ros.config import Config, ConfigError
+from dgm_policy_ros.data.episodes import Episode
+from dgm_policy_ros.utils.hashing import sha256_bytes
+
+
+@dataclasses.dataclass
+class AlignConfig(Config):
+    time_source: str = 'receive'  # receive (bag time) | header (header.stamp where present)
+    gap_s: float = 1.0  # a longer silence on the pacing topic ends the episode; 0: never
+    episode_per_bag: bool = False
+    min_episode_steps: int = 1
+
+    def validate(self) -> None:
+        if self.time_source not in ('receive', 'header'):
+            raise ConfigError("AlignConfig.time_source must be 'receive' or 'header'")
+        if self.gap_s < 0 or self.min_episode_steps < 1:
+            raise ConfigError('AlignConfig: gap_s >= 0 and min_episode_steps >= 1')
+
+
+@dataclasses.dataclass
+class ConversionReport:
+    read: ReadReport
+    steps: int = 0
+    episodes: int = 0
+    dropped_steps: dict[str, int] = dataclasses.field(default_factory=dict)
+    held_actions: int = 0
+
+    def drop(self, reason: str) -> None:
+        self.dropped_steps[reason] = self.dropped_steps.get(reason, 0) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {'steps': self.steps, 'episodes': self.episodes,
+                'dropped_steps': self.dropped_steps, 'held_actions': self.held_actions,
+                **self.read.to_dict()}
+
+
+def _times(messages: list[Stamped], cfg: AlignConfig) -> np.ndarray:
+    if cfg.time_source == 'header':
+        return np.array([m.header_ns() if m.header_ns() is not None else m.stamp_ns
+                         for m in messages], dtype=np.int64)
+    return np.array([m.stamp_ns for m in messages], dtype=np.int64)
+
+
+def _label(msg: Any) -> str | None:
+    layout = getattr(msg, 'layout', None)
+    if layout is not None and len(layout.dim):
+        return layout.dim[0].label
+    return None
+
+
+def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConfig,
+          report: ConversionReport) -> list[Episode]:
+    """One bag's (or several bags' merged) messages -> episodes."""
+    sources = spec.sources()
+    pacing = streams[sources[0].topic]
+    if not pacing:
+        return []
+    t_steps = _times(pacing, cfg)
+    others = {s.topic: (_times(streams[s.topic], cfg), streams[s.topic]) for s in sources[1:]}
+    commands = streams[spec.action_topic]
+    t_cmd = np.array([m.stamp_ns for m in commands], dtype=np.int64)
+    rewards = streams.get(spec.reward_topic, []) if spec.reward_topic else []
+    t_rew = np.array([m.stamp_ns for m in rewards], dtype=np.int64)
+    r_val = np.array([float(m.msg.data) for m in rewards])
+    ends = streams.get(spec.episode_topic, []) if spec.episode_topic else []
+    t_end = np.array([m.stamp_ns for m in ends], dtype=np.int64)
+    gap_ns = int(cfg.gap_s * 1e9)
+
+    episodes: list[Episode] = []
+    current: list[tuple[np.ndarray, np.ndarray, float]] = []
+
+    def close(terminated: bool) -> None:
+        if len(current) >= cfg.min_episode_steps:
+            obs = np.stack([c[0] for c in current] + [current[-1][0]]).astype(np.float32)
+            act = np.stack([c[1] for c in current]).astype(np.float32)
+            rew = np.array([c[2] for c in current], np.float32)
+            term = np.zeros(len(current), bool)
+            trunc = np.zeros(len(current), bool)
+            (term if terminated else trunc)[-1] = True
+            episodes.append(Episode(len(episodes), obs, act, rew, term, trunc))
+        elif current:
+            report.drop('episode too short')
+        current.clear()
+
+    for k, (t, stamped) in enumerate(zip(t_steps, pacing)):
+        t_next = t_steps[k + 1] if k + 1 < len(t_steps) else t + max(gap_ns, 1)
+        if k > 0 and current and (
+                (gap_ns and t - t_steps[k - 1] > gap_ns) or
+                _label(stamped.msg) != _label(pacing[k - 1].msg)):
+            close(terminated=False)
+        try:
+            parts = [sources[0].extract(stamped.msg)]
+            for source in sources[1:]:
+                times, msgs = others[source.topic]
+                i = int(np.searchsorted(times, t, side='right')) - 1
+                if i < 0:
+                    raise LookupError(f'no {source.topic} yet')
+                parts.append(source.extract(msgs[i].msg))
+        except LookupError:
+            report.drop('observation source not heard from yet')
+            continue
+        except ValueError:
+            report.drop('malformed observation')
+            continue
+        first = int(np.searchsorted(t_cmd, t, side='left'))
+        if first < len(t_cmd) and t_cmd[first] < t_next:
+            command = commands[first]
+        elif first > 0:
+            command = commands[first - 1]
+            report.held_actions += 1
+        else:
+            report.drop('no command yet')
+            continue
+        action = np.asarray(command.msg.data, np.float64)
+        if current and action.shape != current[0][1].shape:
+            report.drop('command of another size')
+            continue
+        window = (t_rew > t) & (t_rew <= t_next)
+        current.append((np.concatenate(parts), action, float(r_val[window].sum())))
+        report.steps += 1
+        ended = np.flatnonzero((t_end > t) & (t_end <= t_next))
+        if len(ended):
+            info = _episode_info(ends[int(ended[0])].msg.data)
+            close(terminated=bool(info.get('terminated', False)))
+    if current:
+        close(terminated=False)
+    return episodes
+
+
+def _episode_info(text: str) -> dict[str, Any]:
+    try:
+        info = json.loads(text)
+        return info if isinstance(info, dict) else {}
+    except (json.JSONDecodeError, TypeError):
+        return {}
+
+
+def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
+                    cfg: AlignConfig | None = None) -> tuple[list[Episode], ConversionReport]:
+    cfg = cfg or AlignConfig()
+    topics = spec.topics()
+    groups = [[bag] for bag in find_bags(paths)] if cfg.episode_per_bag else [list(paths)]
+    episodes: list[Episode] = []
+    report = None
+    for group in groups:
+        streams, read = read_bags(group, topics)
+        if report is None:
+            report = ConversionReport(read)
+        else:
+            _merge(report.read, read)
+        for episode in align(streams, spec, cfg, report):
+            episodes.append(dataclasses.replace(episode, id=len(episodes)))
+    report.episodes = len(episodes)
+    return episodes, report
+
+
+def _merge(into: ReadReport, other: ReadReport) -> None:
+    into.bags += other.bags
+    into.read.update(other.read)
+    for topic, counter in other.dropped.items():
+        into.dropped[topic].update(counter)
+    into.recovered += other.recovered
+    into.errors += other.errors
+
+
+def bag2minari(paths: list[str | Path], spec: RecordingSpec, dataset_id: str,
+               cfg: AlignConfig | None = None, env_id: str | None = None,
+               action_low=None, action_high=None, overwrite: bool = False
+               ) -> tuple[Path, ConversionReport]:
+    """Convert and write the Minari dataset (atomically: all of it or nothing)."""
+    import gymnasium as gym
+
+    from dgm_policy_ros.data.minari_io import write_dataset
+
+    cfg = cfg or AlignConfig()
+    episodes, report = bag_to_episodes(paths, spec, cfg)
+    if not episodes:
+        raise ValueError(f'no complete control steps in {[str(p) for p in paths]}: '
+                         f'{report.to_dict()}')
+    obs_dim, act_dim = episodes[0].observations.shape[1], episodes[0].actions.shape[1]
+    actions = np.concatenate([e.actions for e in episodes])
+    low = np.asarray(action_low if action_low is not None else actions.min(0), np.float32)
+    high = np.asarray(action_high if action_high is not None else actions.max(0), np.float32)
+    provenance = {
+        'source': 'rosbag2', 'bags': report.read.bags, 'recording_spec': spec.to_dict(),
+        'spec_sha256': sha256_bytes(spec.to_yaml().encode()), 'align': cfg.to_dict(),
+        'report': report.to_dict()}
+    kwargs: dict[str, Any] = {'env_id': env_id} if env_id else {
+        'observation_space': gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+        'action_space': gym.spaces.Box(low, high, (act_dim,), np.float32)}
+    path = write_dataset(dataset_id, episodes, provenance=provenance,
+                         description='converted from rosbag2 recordings by dgm bag2minari',
+                         overwrite=overwrite, **kwargs)
+    return path, report
