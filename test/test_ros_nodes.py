@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The policy node and the simulator node, with real rclpy over DDS (private ROS_DOMAIN_ID)."""
 import json
+from pathlib import Path
 import threading
 import time
 
@@ -244,7 +245,7 @@ def test_lockstep_sim_loop_equals_in_process_evaluation(tmp_path):
     bundle = export_bundle(tmp_path / 'r', tmp_path / 'b')  # chunked: H=4, 2 per inference
     result = run_sim_loop(bundle, 'Hopper-v5', episodes=3, lockstep=True, seed=500,
                           backend='onnxruntime-cpu', plot=tmp_path / 'loop.png',
-                          timeout_s=240)
+                          timeout_s=240, record=tmp_path / 'bag')
     runner = PolicyRunner(bundle, backend='onnxruntime-cpu')
     local = evaluate_runner(runner, 'Hopper-v5', 3, seed=500, parallel=False)
     assert result['seeds'] == [500, 501, 502]
@@ -252,6 +253,16 @@ def test_lockstep_sim_loop_equals_in_process_evaluation(tmp_path):
     assert result['returns'] == local.returns.tolist()  # bit for bit
     assert (tmp_path / 'loop.png').is_file() and result['inference_p99_ms'] > 0
     json.dumps(result)
+    # The recording of that loop converts back into exactly those episodes.
+    from dgm_policy_ros.bags.convert import bag_to_episodes
+    from dgm_policy_ros.bags.topics import RecordingSpec
+
+    spec = RecordingSpec.load(Path(__file__).parents[1] / 'config' / 'sim_recording.yaml')
+    episodes, report = bag_to_episodes([result['bag']], spec)
+    assert [len(e) for e in episodes] == result['lengths'], report.to_dict()
+    np.testing.assert_allclose([e.total_return for e in episodes], result['returns'],
+                               rtol=1e-5)
+    assert report.held_actions == 0
 
 
 def test_joint_trajectory_commands(ros, bundle):

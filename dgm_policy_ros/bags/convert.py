@@ -15,6 +15,13 @@ Alignment, per control step (one per message on the spec's first source, the pac
   (``layout.dim[0].label``, as ``mujoco_sim_node`` sends), at a time gap longer than
   ``gap_s``, and at the end of each bag when ``episode_per_bag`` is set.
 
+Lockstep recordings (``mujoco_sim_node`` and ``policy_node`` in lockstep: observations carry
+an episode label and a step index in ``layout.data_offset``, commands echo that index) align
+by step index instead of time (``match: auto`` detects them): exact whatever order a busy
+recorder stamped the topics in. The simulator publishes one reward per step, in order, so the
+step index also picks the reward, and the episode-end message naming an episode says how it
+ended.
+
 The observation after an episode's last step was never published (the simulator or robot
 resets first), so an episode's final next-observation repeats its last observation; value
 learners do not bootstrap from it for terminals, and for truncations it is the best estimate.
@@ -41,10 +48,13 @@ class AlignConfig(Config):
     gap_s: float = 1.0  # a longer silence on the pacing topic ends the episode; 0: never
     episode_per_bag: bool = False
     min_episode_steps: int = 1
+    match: str = 'auto'  # time | step (lockstep step indices) | auto
 
     def validate(self) -> None:
         if self.time_source not in ('receive', 'header'):
             raise ConfigError("AlignConfig.time_source must be 'receive' or 'header'")
+        if self.match not in ('auto', 'time', 'step'):
+            raise ConfigError("AlignConfig.match must be 'auto', 'time' or 'step'")
         if self.gap_s < 0 or self.min_episode_steps < 1:
             raise ConfigError('AlignConfig: gap_s >= 0 and min_episode_steps >= 1')
 
@@ -56,6 +66,7 @@ class ConversionReport:
     episodes: int = 0
     dropped_steps: dict[str, int] = dataclasses.field(default_factory=dict)
     held_actions: int = 0
+    missing_rewards: int = 0
 
     def drop(self, reason: str) -> None:
         self.dropped_steps[reason] = self.dropped_steps.get(reason, 0) + 1
@@ -63,6 +74,7 @@ class ConversionReport:
     def to_dict(self) -> dict[str, Any]:
         return {'steps': self.steps, 'episodes': self.episodes,
                 'dropped_steps': self.dropped_steps, 'held_actions': self.held_actions,
+                'missing_rewards': self.missing_rewards,
                 **self.read.to_dict()}
 
 
@@ -97,6 +109,16 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
     ends = streams.get(spec.episode_topic, []) if spec.episode_topic else []
     t_end = np.array([m.stamp_ns for m in ends], dtype=np.int64)
     gap_ns = int(cfg.gap_s * 1e9)
+    by_step = cfg.match == 'step' or (cfg.match == 'auto' and _is_lockstep(pacing, commands))
+    if by_step:
+        answer = {}
+        for command in commands:  # the first answer to each step (the node may re-send)
+            answer.setdefault(int(command.msg.layout.data_offset), command)
+        ended = {}
+        for end in ends:
+            info = _episode_info(end.msg.data)
+            if 'episode' in info:
+                ended[f"episode {info['episode']}"] = bool(info.get('terminated', False))
 
     episodes: list[Episode] = []
     current: list[tuple[np.ndarray, np.ndarray, float]] = []
@@ -116,8 +138,11 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
 
     for k, (t, stamped) in enumerate(zip(t_steps, pacing)):
         t_next = t_steps[k + 1] if k + 1 < len(t_steps) else t + max(gap_ns, 1)
+        if k > 0 and _is_resend(stamped.msg, pacing[k - 1].msg):
+            report.drop('repeated observation')
+            continue
         if k > 0 and current and (
-                (gap_ns and t - t_steps[k - 1] > gap_ns) or
+                (gap_ns and not by_step and t - t_steps[k - 1] > gap_ns) or
                 _label(stamped.msg) != _label(pacing[k - 1].msg)):
             close(terminated=False)
         try:
@@ -133,6 +158,22 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
             continue
         except ValueError:
             report.drop('malformed observation')
+            continue
+        if by_step:
+            step = int(stamped.msg.layout.data_offset)
+            if step not in answer:
+                report.drop('no command for this step')
+                continue
+            action = np.asarray(answer[step].msg.data, np.float64)
+            reward = float(r_val[step]) if step < len(r_val) else 0.0
+            report.missing_rewards += int(spec.reward_topic is not None and
+                                          step >= len(r_val))
+            current.append((np.concatenate(parts), action, reward))
+            report.steps += 1
+            label = _label(stamped.msg)
+            last = k + 1 == len(pacing) or _label(pacing[k + 1].msg) != label
+            if last and label in ended:
+                close(terminated=ended[label])
             continue
         first = int(np.searchsorted(t_cmd, t, side='left'))
         if first < len(t_cmd) and t_cmd[first] < t_next:
@@ -157,6 +198,21 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
     if current:
         close(terminated=False)
     return episodes
+
+
+def _is_lockstep(pacing: list[Stamped], commands: list[Stamped]) -> bool:
+    """Observations with episode labels and step indices, commands echoing the indices."""
+    return (bool(pacing) and bool(commands) and _label(pacing[0].msg) is not None and
+            any(int(c.msg.layout.data_offset) for c in commands[:100]))
+
+
+def _is_resend(msg: Any, previous: Any) -> bool:
+    """The lockstep simulator re-sends a step's observation until a command arrives: same
+    episode label, same step index (``layout.data_offset``), same values."""
+    label = _label(msg)
+    return (label is not None and label == _label(previous) and
+            msg.layout.data_offset == previous.layout.data_offset and
+            np.array_equal(msg.data, previous.data))
 
 
 def _episode_info(text: str) -> dict[str, Any]:

@@ -209,7 +209,8 @@ def _cmd_sim_loop(args: argparse.Namespace) -> int:
 
     result = run_sim_loop(args.bundle, args.env, args.episodes, lockstep=args.lockstep,
                           seed=args.seed, backend=args.backend, plot=args.plot,
-                          timeout_s=args.timeout)
+                          timeout_s=args.timeout, record=args.record,
+                          record_storage=args.storage)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -222,6 +223,35 @@ def _cmd_sim_loop(args: argparse.Namespace) -> int:
           f"ms, missed deadlines {result['missed_deadlines']}, backend {result['backend']}")
     if result.get('plot'):
         print(f"  plot: {result['plot']}")
+    if result.get('bag'):
+        print(f"  recorded {result['bag']}: {result['bag_messages']}")
+    return 0
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from dgm_policy_ros.bags.recorder import record
+    from dgm_policy_ros.bags.topics import RecordingSpec
+
+    spec = RecordingSpec.load(args.spec)
+    for name in ('action_topic', 'reward_topic', 'episode_topic'):
+        if getattr(args, name):
+            spec = spec.replace(**{name: getattr(args, name)})
+    print(json.dumps(record(spec, args.out, storage=args.storage, episodes=args.episodes,
+                            duration_s=args.duration, overwrite=args.overwrite), indent=2))
+    return 0
+
+
+def _cmd_bag2minari(args: argparse.Namespace) -> int:
+    from dgm_policy_ros.bags.convert import AlignConfig, bag2minari
+    from dgm_policy_ros.bags.topics import RecordingSpec
+
+    spec = RecordingSpec.load(args.spec)
+    cfg = AlignConfig(time_source=args.time_source, gap_s=args.gap_s,
+                      episode_per_bag=args.episode_per_bag)
+    path, report = bag2minari(args.bags, spec, args.dataset, cfg, env_id=args.env,
+                              overwrite=args.overwrite)
+    print(json.dumps({'dataset': args.dataset, 'path': str(path), **report.to_dict()},
+                     indent=2))
     return 0
 
 
@@ -300,6 +330,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--val-fraction', type=float, default=0.1)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--json', action='store_true')
+    p.add_argument('--record', metavar='BAG', help='also record the loop into this rosbag2 bag')
+    p.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'])
+
+    p = add('record', _cmd_record,
+            "Record a policy's topics (observations, commands, reward, episode ends) into a "
+            'rosbag2 bag.')
+    p.add_argument('--spec', required=True,
+                   help='recording spec YAML (config/sim_recording.yaml), or the observation '
+                        'spec YAML with the other topics given here')
+    p.add_argument('--out', required=True, help='bag folder to create')
+    p.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'])
+    p.add_argument('--action-topic')
+    p.add_argument('--reward-topic')
+    p.add_argument('--episode-topic')
+    p.add_argument('--episodes', type=int, default=0, help='stop after N episode ends')
+    p.add_argument('--duration', type=float, default=0.0, help='stop after S seconds')
+    p.add_argument('--overwrite', action='store_true')
+
+    p = add('bag2minari', _cmd_bag2minari,
+            'Convert rosbag2 recordings (MCAP, sqlite3, folders of bags) into a Minari '
+            "dataset, with the policy node's observation spec.")
+    p.add_argument('bags', nargs='+', help='bag folders, or folders holding bags')
+    p.add_argument('--spec', required=True, help='recording spec YAML')
+    p.add_argument('--dataset', required=True, help='Minari id, e.g. robot/hopper/bags-v0')
+    p.add_argument('--time-source', default='receive', choices=['receive', 'header'])
+    p.add_argument('--gap-s', type=float, default=1.0,
+                   help='a longer silence on the pacing topic ends an episode (0: never)')
+    p.add_argument('--episode-per-bag', action='store_true')
+    p.add_argument('--env', help='Gymnasium id the data comes from (for evaluation)')
+    p.add_argument('--overwrite', action='store_true')
+    _add_data_dir(p)
     _add_data_dir(p)
 
     p = add('score', _cmd_score, 'D4RL-style normalized score of episode returns.')

@@ -29,12 +29,24 @@ def observation_spec_for_sim(obs_size: int, sim_node: str = SIM_NODE) -> list[di
              'size': obs_size}]
 
 
+def recording_spec_for_sim(obs_size: int, sim_node: str = SIM_NODE):
+    """What ``dgm sim-loop --record`` records: the policy's observation, its commands, and the
+    simulator's reward and episode ends."""
+    from dgm_policy_ros.bags.topics import RecordingSpec
+
+    return RecordingSpec(observation=observation_spec_for_sim(obs_size, sim_node),
+                         action_topic='/forward_command_controller/commands',
+                         reward_topic=f'/{sim_node}/reward',
+                         episode_topic=f'/{sim_node}/episode_end')
+
+
 def node_commands(bundle: Path, env_id: str, episodes: int, seed: int, lockstep: bool,
-                  spec_file: Path, backend: str = 'auto') -> tuple[list[str], list[str]]:
+                  spec_file: Path, backend: str = 'auto', subscribers: int = 0
+                  ) -> tuple[list[str], list[str]]:
     sim = [sys.executable, '-m', 'dgm_policy_ros.ros.mujoco_sim_node', '--ros-args',
            '-r', f'__node:={SIM_NODE}', '-p', f'env_id:={env_id}',
            '-p', f"mode:={'lockstep' if lockstep else 'realtime'}", '-p', f'seed:={seed}',
-           '-p', f'episodes:={episodes}']
+           '-p', f'episodes:={episodes}', '-p', f'wait_for_subscribers:={subscribers}']
     policy = [sys.executable, '-m', 'dgm_policy_ros.ros.policy_node', '--ros-args',
               '-r', f'__node:={POLICY_NODE}', '-p', f'model_file_path:={bundle}',
               '-p', f'observation_spec:={spec_file}', '-p', f'backend:={backend}',
@@ -47,7 +59,14 @@ def node_commands(bundle: Path, env_id: str, episodes: int, seed: int, lockstep:
 
 def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 10,
                  lockstep: bool = True, seed: int | None = None, backend: str = 'auto',
-                 plot: str | Path | None = None, timeout_s: float = 600.0) -> dict[str, Any]:
+                 plot: str | Path | None = None, timeout_s: float = 600.0,
+                 record: str | Path | None = None, record_storage: str = 'mcap'
+                 ) -> dict[str, Any]:
+    """Run the simulator and policy nodes until ``episodes`` episodes end; the summary.
+
+    ``record``: also write the loop's topics (observation, commands, reward, episode ends)
+    into a rosbag2 bag there, ready for ``dgm bag2minari`` with ``recording_spec_for_sim``.
+    """
     from diagnostic_msgs.msg import DiagnosticArray
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -69,8 +88,10 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     spec_file = work / 'observation_spec.yaml'
     spec_file.write_text(yaml.safe_dump(observation_spec_for_sim(manifest['observation']
                                                                  ['size'])))
+    # Recording: the simulator starts only once the policy and the recorder both listen, so
+    # the bag holds every step from the first.
     sim_cmd, policy_cmd = node_commands(bundle_path, env_id, episodes, seed, lockstep,
-                                        spec_file, backend)
+                                        spec_file, backend, subscribers=2 if record else 0)
     ends: list[dict] = []
     diagnostics: dict[str, str] = {}
     finished = threading.Event()
@@ -96,6 +117,15 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    writer = recorder = None
+    if record:
+        from dgm_policy_ros.bags.recorder import make_recorder_node
+        from dgm_policy_ros.bags.writer import BagWriter
+
+        rec_spec = recording_spec_for_sim(manifest['observation']['size'])
+        writer = BagWriter(record, rec_spec.topics(), storage=record_storage)
+        recorder = make_recorder_node(rec_spec, writer)
+        executor.add_node(recorder)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     logs = {name: open(work / f'{name}.log', 'w') for name in ('sim', 'policy')}
@@ -105,6 +135,9 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
         # The policy first: in lockstep the simulator waits for its commands anyway.
         procs.append(subprocess.Popen(policy_cmd, stdout=logs['policy'],
                                       stderr=subprocess.STDOUT))
+        if recorder is not None:  # the policy's commands reach the bag from the first one
+            _wait(lambda: recorder.command_subscription.get_publisher_count() > 0,
+                  procs[0], timeout_s, 'the recorder to match the policy node')
         procs.append(subprocess.Popen(sim_cmd, stdout=logs['sim'], stderr=subprocess.STDOUT))
         while not finished.wait(0.5):
             for proc, name in zip(procs, ('policy', 'sim')):
@@ -132,7 +165,11 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
             handle.close()
         executor.shutdown()
         node.destroy_node()
+        if recorder is not None:
+            recorder.destroy_node()
         rclpy.try_shutdown()
+        if writer is not None:
+            writer.close()
     ends.sort(key=lambda e: e['episode'])
     returns = np.array([e['return'] for e in ends])
     result = {
@@ -147,6 +184,8 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
         'achieved_rate_hz': _num(diagnostics.get('achieved_rate_hz')),
         'backend': diagnostics.get('backend'), 'logs': str(work),
     }
+    if writer is not None:
+        result.update(bag=str(writer.path), bag_messages=dict(writer.counts))
     if has_reference(env_id):
         scores = normalized_score(env_id, returns)
         result.update(score_mean=float(np.mean(scores)), score_std=float(np.std(scores)))
@@ -154,6 +193,16 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
         _plot(result, Path(plot))
         result['plot'] = str(plot)
     return result
+
+
+def _wait(predicate, proc, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if proc.poll() is not None:
+            raise RuntimeError(f'a node exited ({proc.returncode}) while waiting for {what}')
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'timed out waiting for {what}')
+        time.sleep(0.05)
 
 
 def _num(value) -> float | None:

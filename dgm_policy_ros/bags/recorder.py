@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``dgm record``: a node that writes the policy's topics into a rosbag2 bag.
+
+It subscribes to every topic of a :class:`RecordingSpec` with ``raw=True``, so messages go to
+the bag as the CDR bytes that arrived (no decode, no re-encode), stamped with their receive
+time. Observations are subscribed best effort (as sensors publish) with a deep queue;
+commands, rewards and episode ends reliably. It stops after ``episodes`` episode-end
+messages, after ``duration_s``, or on Ctrl-C, and only then moves the finished bag under its
+name.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+import threading
+import time
+
+from dgm_policy_ros.bags.topics import RecordingSpec
+from dgm_policy_ros.bags.writer import BagWriter
+
+
+def make_recorder_node(spec: RecordingSpec, writer: BagWriter, episodes: int = 0,
+                       node_name: str = 'dgm_recorder'):
+    """An rclpy node feeding ``writer``; ``node.done`` is set after ``episodes`` episodes."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+    from dgm_policy_ros.ros.observation_spec import MESSAGE_TYPES
+
+    node = rclpy.create_node(node_name)
+    node.done = threading.Event()
+    node.episodes_seen = 0
+    reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    # Best effort, as observation publishers offer, but a deep queue: a recorder that falls
+    # behind for a moment must not drop what it is there to keep.
+    sensor = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT,
+                        durability=qos_profile_sensor_data.durability)
+    observed = {s.topic for s in spec.sources()}
+    classes = {**MESSAGE_TYPES, 'std_msgs/Float64': ('std_msgs.msg', 'Float64'),
+               'std_msgs/String': ('std_msgs.msg', 'String')}
+
+    def callback(topic: str):
+        def on_message(data: bytes) -> None:
+            if writer.closed:
+                return
+            writer.write_raw(topic, node.get_clock().now().nanoseconds, data)
+            if topic == spec.episode_topic:
+                node.episodes_seen += 1
+                if episodes and node.episodes_seen >= episodes:
+                    node.done.set()
+        return on_message
+
+    for topic, kind in spec.topics().items():
+        module, name = classes[kind]
+        msg_class = getattr(importlib.import_module(module), name)
+        qos = sensor if topic in observed else reliable
+        sub = node.create_subscription(msg_class, topic, callback(topic), qos, raw=True)
+        if topic == spec.action_topic:
+            node.command_subscription = sub
+    return node
+
+
+def record(spec: RecordingSpec, out: str | Path, storage: str = 'mcap', episodes: int = 0,
+           duration_s: float = 0.0, overwrite: bool = False) -> dict:
+    """Record until ``episodes`` episodes ended, ``duration_s`` passed, or Ctrl-C."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    writer = BagWriter(out, spec.topics(), storage=storage, overwrite=overwrite)
+    rclpy.init()
+    node = make_recorder_node(spec, writer, episodes)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    started = time.monotonic()
+    try:
+        while not node.done.is_set():
+            executor.spin_once(timeout_sec=0.1)
+            if duration_s and time.monotonic() - started >= duration_s:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    path = writer.close()
+    return {'bag': str(path), 'storage': storage, 'messages': dict(writer.counts),
+            'episodes': node.episodes_seen, 'seconds': round(time.monotonic() - started, 2)}
