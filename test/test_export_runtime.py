@@ -44,7 +44,8 @@ def test_export_parity_and_manifest(bundles, ident):
     assert np.isfinite(parity['fp16'])
     assert m['observation']['size'] == OBS_DIM and m['action']['size'] == 2
     np.testing.assert_allclose(m['action']['low'], LOW)
-    assert set(m['files']) == set(m['graphs'].values())
+    training = {'training/model.safetensors', 'training/config.yaml', 'training/spec.json'}
+    assert set(m['files']) == set(m['graphs'].values()) | training
     assert m['inputs'][0]['name'] == 'obs'
     given = len(bundle.input_names)  # obs, then any history fields, then the noise
     assert given == (1 if bundle.history is None else 1 + len(bundle.history.fields))

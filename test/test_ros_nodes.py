@@ -339,3 +339,41 @@ def test_sequence_policy_node_keeps_the_history_and_counts_rewards(ros, tiny_dat
         assert wait_for(lambda b=before: node.runner.history.return_to_go == b - reward)
         local.record_reward(reward)
     assert node.runner.history.steps == 7
+
+
+@pytest.mark.slow
+def test_record_convert_retrain_loop(tmp_path):
+    """The retraining loop end to end, small: a weak policy runs with exploration noise in
+    sim-in-the-loop, the run is recorded, the bag becomes a Minari dataset, the policy is
+    fine-tuned on it (with its original data) and the new bundle scores at least as well."""
+    from dgm_policy_ros.bags.convert import bag2minari
+    from dgm_policy_ros.bags.topics import RecordingSpec
+    from dgm_policy_ros.data.minari_io import load_dataset
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.ros.sim_loop import run_sim_loop
+    from dgm_policy_ros.runtime import load_bundle
+    from dgm_policy_ros.sim.collect import CollectConfig, collect
+    from dgm_policy_ros.training.retrain import retrain
+    from dgm_policy_ros.training.trainer import TrainConfig, Trainer
+
+    collect(CollectConfig(env='Hopper-v5', out='test/hopper/expert-v0', steps=3000, n_envs=2,
+                          agent='Hopper-v5_375000_steps.zip'), progress=False)
+    Trainer(TrainConfig(algo='bc', dataset='test/hopper/expert-v0', out=str(tmp_path / 'weak'),
+                        steps=40, eval_every=-1, tensorboard=False, progress=False,
+                        algo_config={'hidden': [64, 64]})).run()
+    weak = export_bundle(tmp_path / 'weak', tmp_path / 'weak-bundle')
+    loop = run_sim_loop(weak, 'Hopper-v5', episodes=3, lockstep=True, seed=700,
+                        backend='onnxruntime-cpu', plot=None, timeout_s=240,
+                        record=tmp_path / 'bag', exploration_noise=0.1)
+    spec = RecordingSpec.load(Path(__file__).parents[1] / 'config' / 'sim_recording.yaml')
+    _, report = bag2minari([loop['bag']], spec, 'test/hopper/bags-v0', env_id='Hopper-v5')
+    assert report.steps == sum(loop['lengths'])
+    recorded = load_dataset('test/hopper/bags-v0')
+    np.testing.assert_allclose([e.total_return for e in recorded.episodes], loop['returns'],
+                               rtol=1e-5)
+    summary = retrain(weak, 'test/hopper/bags-v0', tmp_path / 'fine', tmp_path / 'new-bundle',
+                      steps=600, mix_original=True, eval_episodes=5, progress=False)
+    assert summary['dataset'] == 'test/hopper/bags-with-parent-v0'
+    child = load_bundle(summary['bundle'])
+    assert child.manifest['parent'].startswith(str(load_bundle(weak).path))
+    assert summary['retrained']['return_mean'] >= summary['parent']['return_mean'], summary

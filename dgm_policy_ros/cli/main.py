@@ -210,7 +210,8 @@ def _cmd_sim_loop(args: argparse.Namespace) -> int:
     result = run_sim_loop(args.bundle, args.env, args.episodes, lockstep=args.lockstep,
                           seed=args.seed, backend=args.backend, plot=args.plot,
                           timeout_s=args.timeout, record=args.record,
-                          record_storage=args.storage)
+                          record_storage=args.storage,
+                          exploration_noise=args.exploration_noise)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -238,6 +239,17 @@ def _cmd_record(args: argparse.Namespace) -> int:
             spec = spec.replace(**{name: getattr(args, name)})
     print(json.dumps(record(spec, args.out, storage=args.storage, episodes=args.episodes,
                             duration_s=args.duration, overwrite=args.overwrite), indent=2))
+    return 0
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from dgm_policy_ros.training.retrain import retrain
+
+    summary = retrain(args.bundle, args.dataset, args.out, args.bundle_out, steps=args.steps,
+                      mix_original=args.mix_original, seed=args.seed,
+                      eval_episodes=args.eval_episodes, overwrite=args.overwrite,
+                      progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -330,8 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--val-fraction', type=float, default=0.1)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--json', action='store_true')
-    p.add_argument('--record', metavar='BAG', help='also record the loop into this rosbag2 bag')
-    p.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'])
+    _add_data_dir(p)
 
     p = add('record', _cmd_record,
             "Record a policy's topics (observations, commands, reward, episode ends) into a "
@@ -348,6 +359,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--duration', type=float, default=0.0, help='stop after S seconds')
     p.add_argument('--overwrite', action='store_true')
 
+    p = add('retrain', _cmd_retrain,
+            "Fine-tune a bundle's model on new data and export a new bundle (its parent "
+            'named in the manifest); both scored in MuJoCo.')
+    p.add_argument('--bundle', required=True)
+    p.add_argument('--dataset', required=True, help='Minari id of the new data')
+    p.add_argument('--steps', type=int, default=5000)
+    p.add_argument('--mix-original', action='store_true',
+                   help="train on the new data together with the parent's dataset")
+    p.add_argument('--out', required=True, help='run folder of the fine-tuning')
+    p.add_argument('--bundle-out', required=True, help='the new bundle folder')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--eval-episodes', type=int, default=10)
+    p.add_argument('--overwrite', action='store_true')
+    p.add_argument('--quiet', action='store_true')
+    _add_data_dir(p)
+
     p = add('bag2minari', _cmd_bag2minari,
             'Convert rosbag2 recordings (MCAP, sqlite3, folders of bags) into a Minari '
             "dataset, with the policy node's observation spec.")
@@ -360,7 +387,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--episode-per-bag', action='store_true')
     p.add_argument('--env', help='Gymnasium id the data comes from (for evaluation)')
     p.add_argument('--overwrite', action='store_true')
-    _add_data_dir(p)
     _add_data_dir(p)
 
     p = add('score', _cmd_score, 'D4RL-style normalized score of episode returns.')
@@ -429,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--plot', default='sim_loop.png')
     p.add_argument('--timeout', type=float, default=900.0)
     p.add_argument('--json', action='store_true')
+    p.add_argument('--record', metavar='BAG', help='also record the loop into this rosbag2 bag')
+    p.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'])
+    p.add_argument('--exploration-noise', type=float, default=0.0,
+                   help='Gaussian action noise (std, in action half-ranges) for data '
+                        'collection')
 
     p = add('demo', _cmd_demo, "The README's main job: sim-in-the-loop on the embedded "
             'default bundle (or, with --data-pipeline, the data pipeline end to end).')

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+import shutil
 from typing import Any
 
 import numpy as np
@@ -146,7 +147,14 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
         if hasattr(algo, 'log_prob'):
             graphs['log_prob'] = 'log_prob.onnx'
             _export_log_prob(algo, tmp / 'log_prob.onnx', rng)
+        # The trained model travels with its graphs, so `dgm retrain` can fine-tune it from
+        # the bundle alone (weights as safetensors, config and spec as YAML/JSON).
+        (tmp / 'training').mkdir()
+        for name in ('model.safetensors', 'config.yaml', 'spec.json'):
+            shutil.copyfile(_trained_file(run_dir, name), tmp / 'training' / name)
         files = {name: sha256_file(tmp / name) for name in graphs.values()}
+        files.update({f'training/{name}': sha256_file(tmp / 'training' / name)
+                      for name in ('model.safetensors', 'config.yaml', 'spec.json')})
         manifest = _manifest(algo, cfg, info, result, names, noise_specs, graphs, files,
                              errors, control_rate_hz or _control_rate(env_id), run_dir, parent)
         manifest['deploy_overrides'] = dict(overrides or {})
@@ -170,6 +178,14 @@ def _export_sampling_steps(algo, folder: Path, rng: np.random.Generator,
     return {'kind': 'ddim', 'noise_input': algo.noise_specs()[0].name,
             'coefficients': ['t', 'abar', 'abar_prev', 'sigma'],
             'steps': algo.sampler.coefficients()}
+
+
+def _trained_file(run_dir: Path, name: str) -> Path:
+    path = run_dir / name
+    if name == 'model.safetensors' and not path.is_file():  # a run stopped early
+        latest = json.loads((run_dir / 'checkpoints' / 'latest.json').read_text())
+        path = run_dir / 'checkpoints' / latest['weights']
+    return path
 
 
 class _LogProb(torch.nn.Module):

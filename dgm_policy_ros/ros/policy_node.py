@@ -90,6 +90,10 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
                                'target', PT.PARAMETER_STRING)),
     'target_return': (float('nan'), _desc('return-conditioned bundles: the episode return '
                                           "asked for; NaN: the bundle's", PT.PARAMETER_DOUBLE)),
+    'exploration_noise': (0.0, _desc('data collection: Gaussian noise added to every action, '
+                                     'std in units of the action half-range (0: off)',
+                                     PT.PARAMETER_DOUBLE, floating_point_range=[
+                                         FloatingPointRange(from_value=0.0, to_value=10.0)])),
     'seed': (0, _desc('noise generator seed', PT.PARAMETER_INTEGER)),
     'autostart': (False, _desc('configure and activate at start (no lifecycle manager)',
                                PT.PARAMETER_BOOL)),
@@ -184,6 +188,8 @@ class PolicyNode(LifecycleNode):
         if rate <= 0:
             raise ConfigError('control_rate_hz is 0 and the bundle names no control rate')
         self.period = 1.0 / rate
+        self._explore = np.random.default_rng(p['seed'] + 1)
+        self._tighter_limits |= p['exploration_noise'] > 0  # noisy actions are clipped here
         self.runner.infer(self.runner.zero_inputs())  # warm-up (engine, caches)
         self.runner.latencies_ms.clear()
         self.ood = None
@@ -345,6 +351,10 @@ class PolicyNode(LifecycleNode):
         try:
             obs = self._assemble(now)
             action = self.runner.act(obs)
+            if self.params['exploration_noise'] > 0:
+                half = (self.high - self.low) / 2
+                action = action + self.params['exploration_noise'] * half * \
+                    self._explore.standard_normal(action.shape)
             if self._tighter_limits:
                 action = np.clip(action, self.low, self.high)
             if self.ood is not None and self._is_ood(obs, action):

@@ -41,8 +41,8 @@ def recording_spec_for_sim(obs_size: int, sim_node: str = SIM_NODE):
 
 
 def node_commands(bundle: Path, env_id: str, episodes: int, seed: int, lockstep: bool,
-                  spec_file: Path, backend: str = 'auto', subscribers: int = 0
-                  ) -> tuple[list[str], list[str]]:
+                  spec_file: Path, backend: str = 'auto', subscribers: int = 0,
+                  exploration_noise: float = 0.0) -> tuple[list[str], list[str]]:
     sim = [sys.executable, '-m', 'dgm_policy_ros.ros.mujoco_sim_node', '--ros-args',
            '-r', f'__node:={SIM_NODE}', '-p', f'env_id:={env_id}',
            '-p', f"mode:={'lockstep' if lockstep else 'realtime'}", '-p', f'seed:={seed}',
@@ -53,6 +53,7 @@ def node_commands(bundle: Path, env_id: str, episodes: int, seed: int, lockstep:
               '-p', f"trigger:={'observation' if lockstep else 'timer'}",
               '-p', f'episode_reset_topic:=/{SIM_NODE}/episode_end',
               '-p', f'reward_topic:=/{SIM_NODE}/reward', '-p', 'autostart:=true',
+              '-p', f'exploration_noise:={float(exploration_noise)}',
               '-p', f"use_sim_time:={'false' if lockstep else 'true'}"]
     return sim, policy
 
@@ -60,8 +61,8 @@ def node_commands(bundle: Path, env_id: str, episodes: int, seed: int, lockstep:
 def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 10,
                  lockstep: bool = True, seed: int | None = None, backend: str = 'auto',
                  plot: str | Path | None = None, timeout_s: float = 600.0,
-                 record: str | Path | None = None, record_storage: str = 'mcap'
-                 ) -> dict[str, Any]:
+                 record: str | Path | None = None, record_storage: str = 'mcap',
+                 exploration_noise: float = 0.0) -> dict[str, Any]:
     """Run the simulator and policy nodes until ``episodes`` episodes end; the summary.
 
     ``record``: also write the loop's topics (observation, commands, reward, episode ends)
@@ -91,7 +92,8 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     # Recording: the simulator starts only once the policy and the recorder both listen, so
     # the bag holds every step from the first.
     sim_cmd, policy_cmd = node_commands(bundle_path, env_id, episodes, seed, lockstep,
-                                        spec_file, backend, subscribers=2 if record else 0)
+                                        spec_file, backend, subscribers=2 if record else 0,
+                                        exploration_noise=exploration_noise)
     ends: list[dict] = []
     diagnostics: dict[str, str] = {}
     finished = threading.Event()

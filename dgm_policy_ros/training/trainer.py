@@ -49,6 +49,9 @@ class TrainConfig(Config):
     tensorboard: bool = True
     progress: bool = True
     algo_config: dict = dataclasses.field(default_factory=dict)
+    # Fine-tuning: start from this trained model (a run folder, or a bundle's training/
+    # folder), keeping its normalization and action bounds.
+    init_from: Optional[str] = None
 
     def validate(self) -> None:
         get_algorithm(self.algo)  # unknown names fail here, with the list of known ones
@@ -125,7 +128,8 @@ class Trainer:
             if not saved.is_file():
                 raise ConfigError(f'--resume: {self.run_dir} has no config.yaml')
             old = TrainConfig.from_dict(_read_yaml(saved))
-            keys = ('algo', 'dataset', 'seed', 'algo_config', 'val_fraction', 'checkpoint_every')
+            keys = ('algo', 'dataset', 'seed', 'algo_config', 'val_fraction', 'checkpoint_every',
+                    'init_from')
             diff = [k for k in keys if getattr(old, k) != getattr(self.cfg, k)]
             if diff:
                 raise ConfigError(f'--resume: the run was started with different {diff}')
@@ -140,6 +144,14 @@ class Trainer:
         low, high = ds.action_bounds
         returns = [float(np.sum(ds.episodes[i].rewards)) for i in split.train_episodes]
         spec = DataSpec(ds.obs_dim, ds.act_dim, split.stats, low, high, max(returns))
+        if self.cfg.init_from:
+            parent = spec_from_dict(json.loads(
+                (Path(self.cfg.init_from) / 'spec.json').read_text())['spec'])
+            if (parent.obs_dim, parent.act_dim) != (spec.obs_dim, spec.act_dim):
+                raise ConfigError(f'init_from {self.cfg.init_from} has observation/action '
+                                  f'sizes {parent.obs_dim}/{parent.act_dim}, the dataset '
+                                  f'{spec.obs_dim}/{spec.act_dim}')
+            spec = parent  # the network was trained on these inputs: keep them
         return ds, split, spec
 
     # ------------------------------------------------------------------ loop
@@ -163,6 +175,8 @@ class Trainer:
         ds, split, spec = self._data()
         algo_cfg = cfg.algorithm_config()
         algo: Algorithm = get_algorithm(cfg.algo)(algo_cfg, spec)
+        if cfg.init_from and not self.resume:
+            load_weights(Path(cfg.init_from) / 'model.safetensors', algo)
         train_eps = [ds.episodes[i] for i in split.train_episodes]
         sampler = algo.make_sampler(train_eps, cfg.seed + 7 * self.rank)
         if distributed:
