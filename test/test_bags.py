@@ -8,6 +8,13 @@ import pytest
 pytest.importorskip('rosbags', reason='rosbags not installed (bags extra)')
 
 from dgm_policy_ros.bags.convert import AlignConfig, bag2minari, bag_to_episodes  # noqa: E402
+from dgm_policy_ros.bags.messages import (  # noqa: E402
+    float64,
+    float_array,
+    header,
+    joint_state,
+    string,
+)
 from dgm_policy_ros.bags.reader import read_bags  # noqa: E402
 from dgm_policy_ros.bags.topics import RecordingSpec  # noqa: E402
 from dgm_policy_ros.bags.writer import BagWriter, typestore  # noqa: E402
@@ -15,38 +22,11 @@ from dgm_policy_ros.bags.writer import BagWriter, typestore  # noqa: E402
 STORE = typestore()
 T = STORE.types
 MS = 1_000_000  # ns
-
-
-def _time(ns):
-    return T['builtin_interfaces/msg/Time'](sec=ns // 1_000_000_000,
-                                            nanosec=ns % 1_000_000_000)
-
-
-def _header(ns):
-    return T['std_msgs/msg/Header'](stamp=_time(ns), frame_id='base')
-
-
-def array(values, label=None, offset=0):
-    dims = [T['std_msgs/msg/MultiArrayDimension'](label=label, size=len(values),
-                                                  stride=len(values))] if label else []
-    return T['std_msgs/msg/Float64MultiArray'](
-        layout=T['std_msgs/msg/MultiArrayLayout'](dim=dims, data_offset=offset),
-        data=np.asarray(values, np.float64))
+_header, array, scalar, text = header, float_array, float64, string
 
 
 def joints(ns, names, pos, vel):
-    return T['sensor_msgs/msg/JointState'](header=_header(ns), name=list(names),
-                                           position=np.asarray(pos, np.float64),
-                                           velocity=np.asarray(vel, np.float64),
-                                           effort=np.zeros(0))
-
-
-def scalar(value):
-    return T['std_msgs/msg/Float64'](data=float(value))
-
-
-def text(value):
-    return T['std_msgs/msg/String'](data=value)
+    return joint_state(ns, names, pos, vel)
 
 
 SPEC = RecordingSpec.from_dict({

@@ -65,6 +65,11 @@ def test_config_parameters_are_declared_by_their_nodes():
 
             assert load_observation_spec(path)
             continue
+        if 'observation' in data:  # a recording spec (dgm record / bag2minari)
+            from dgm_policy_ros.bags.topics import RecordingSpec
+
+            assert RecordingSpec.load(path).topics()
+            continue
         for node, body in data.items():
             params = set(body['ros__parameters'])
             assert params <= declared[node], f'{path.name}: {node} has undeclared ' \
