@@ -212,3 +212,38 @@ def test_bag2minari_writes_a_dataset_with_provenance_or_nothing(tmp_path, minari
     with pytest.raises(ValueError, match='no complete control steps'):
         bag2minari([tmp_path / 'empty'], SPEC, 'robot/test/empty-v0')
     assert not (minari_root / 'robot/test/empty-v0').exists()
+
+
+def knee_progress(observations, actions, next_observations):
+    """A reward function for the test below: how far the knee moved, minus effort."""
+    return next_observations[:, 2] - observations[:, 2] - 0.5 * (actions ** 2).sum(1)
+
+
+def test_rewards_from_a_function_named_in_the_config(tmp_path):
+    record(tmp_path / 'bag', steps=8)
+    cfg = AlignConfig(reward_function='test_bags:knee_progress')
+    episodes, _ = bag_to_episodes([tmp_path / 'bag'], SPEC, cfg)
+    ep = episodes[0]
+    expected = ep.observations[1:, 2] - ep.observations[:-1, 2] - 0.5 * ep.actions[:, 0] ** 2
+    np.testing.assert_allclose(ep.rewards, expected, rtol=1e-6)
+    with pytest.raises(Exception, match="must read 'module:function'"):
+        AlignConfig(reward_function='knee_progress')
+
+
+def test_header_stamps_instead_of_receive_times(tmp_path):
+    """Joint states stamped 5 ms after they were received (a sensor clock ahead): with
+    time_source=header the observation takes the sample stamped before the step."""
+    spec = RecordingSpec.from_dict({
+        'observation': [{'topic': '/obs', 'type': 'std_msgs/Float64MultiArray', 'size': 1},
+                        {'topic': '/joint_states', 'type': 'sensor_msgs/JointState',
+                         'joints': ['knee']}], 'action_topic': '/cmd'})
+    with BagWriter(tmp_path / 'bag', spec.topics()) as bag:
+        for j in range(100):
+            bag.write('/joint_states', j * MS, joint_state(j * MS + 5 * MS, ['knee'], [j]))
+        for k in range(1, 9):
+            bag.write('/obs', 10 * k * MS, float_array([k]))
+            bag.write('/cmd', 10 * k * MS + MS, float_array([k]))
+    receive, _ = bag_to_episodes([tmp_path / 'bag'], spec)
+    header, _ = bag_to_episodes([tmp_path / 'bag'], spec, AlignConfig(time_source='header'))
+    np.testing.assert_array_equal(receive[0].observations[:8, 1], 10 * np.arange(1, 9))
+    np.testing.assert_array_equal(header[0].observations[:8, 1], 10 * np.arange(1, 9) - 5)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -49,12 +49,26 @@ class AlignConfig(Config):
     episode_per_bag: bool = False
     min_episode_steps: int = 1
     match: str = 'auto'  # time | step (lockstep step indices) | auto
+    # Rewards from a function instead of the reward topic: 'package.module:function', called
+    # per episode as f(observations (T, O), actions (T, A), next_observations (T, O)) -> (T,).
+    reward_function: Optional[str] = None
 
     def validate(self) -> None:
         if self.time_source not in ('receive', 'header'):
             raise ConfigError("AlignConfig.time_source must be 'receive' or 'header'")
         if self.match not in ('auto', 'time', 'step'):
             raise ConfigError("AlignConfig.match must be 'auto', 'time' or 'step'")
+        if self.reward_function is not None and ':' not in self.reward_function:
+            raise ConfigError("AlignConfig.reward_function must read 'module:function'")
+
+    def rewards(self):
+        """The reward function named in the config, imported (None: the recorded rewards)."""
+        if self.reward_function is None:
+            return None
+        import importlib
+
+        module, name = self.reward_function.split(':')
+        return getattr(importlib.import_module(module), name)
         if self.gap_s < 0 or self.min_episode_steps < 1:
             raise ConfigError('AlignConfig: gap_s >= 0 and min_episode_steps >= 1')
 
@@ -226,6 +240,7 @@ def _episode_info(text: str) -> dict[str, Any]:
 def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
                     cfg: AlignConfig | None = None) -> tuple[list[Episode], ConversionReport]:
     cfg = cfg or AlignConfig()
+    reward_fn = cfg.rewards()
     topics = spec.topics()
     groups = [[bag] for bag in find_bags(paths)] if cfg.episode_per_bag else [list(paths)]
     episodes: list[Episode] = []
@@ -237,6 +252,13 @@ def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
         else:
             _merge(report.read, read)
         for episode in align(streams, spec, cfg, report):
+            if reward_fn is not None:
+                obs = episode.observations
+                rewards = np.asarray(reward_fn(obs[:-1], episode.actions, obs[1:]), np.float32)
+                if rewards.shape != episode.rewards.shape:
+                    raise ValueError(f'{cfg.reward_function} returned shape {rewards.shape}, '
+                                     f'expected {episode.rewards.shape}')
+                episode = dataclasses.replace(episode, rewards=rewards)
             episodes.append(dataclasses.replace(episode, id=len(episodes)))
     report.episodes = len(episodes)
     return episodes, report

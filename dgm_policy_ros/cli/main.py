@@ -259,7 +259,7 @@ def _cmd_bag2minari(args: argparse.Namespace) -> int:
 
     spec = RecordingSpec.load(args.spec)
     cfg = AlignConfig(time_source=args.time_source, gap_s=args.gap_s,
-                      episode_per_bag=args.episode_per_bag)
+                      episode_per_bag=args.episode_per_bag, reward_function=args.reward_function)
     path, report = bag2minari(args.bags, spec, args.dataset, cfg, env_id=args.env,
                               overwrite=args.overwrite)
     print(json.dumps({'dataset': args.dataset, 'path': str(path), **report.to_dict()},
@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--gap-s', type=float, default=1.0,
                    help='a longer silence on the pacing topic ends an episode (0: never)')
     p.add_argument('--episode-per-bag', action='store_true')
+    p.add_argument('--reward-function', metavar='MODULE:FUNCTION',
+                   help='compute rewards with f(obs, actions, next_obs) instead of the '
+                        'recorded reward topic')
     p.add_argument('--env', help='Gymnasium id the data comes from (for evaluation)')
     p.add_argument('--overwrite', action='store_true')
     _add_data_dir(p)
