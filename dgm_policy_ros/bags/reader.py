@@ -38,7 +38,7 @@ class ReadReport:
                 'recovered': self.recovered, 'errors': self.errors}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Stamped:
     stamp_ns: int  # the bag's (receive) timestamp
     msg: Any
@@ -92,15 +92,18 @@ def read_bags(paths: list[str | Path], topics: dict[str, str]
             raw[topic].append((stamp, data))
     out: dict[str, list[Stamped]] = {}
     for topic, items in raw.items():
-        items.sort(key=lambda item: item[0])  # out-of-order writes (several bags, clocks)
-        messages, last = [], None
+        stamps = [stamp for stamp, _ in items]
+        if any(a > b for a, b in zip(stamps, stamps[1:])):
+            items.sort(key=lambda item: item[0])  # out-of-order writes (several bags, clocks)
+        msgtype, deserialize = ROS_TYPES[topics[topic]], store.deserialize_cdr
+        messages, last_stamp, last_data = [], None, None
         for stamp, data in items:
-            if last is not None and (stamp, data) == last:
+            if stamp == last_stamp and data == last_data:
                 report.drop(topic, 'duplicate')
                 continue
-            last = (stamp, data)
+            last_stamp, last_data = stamp, data
             try:
-                msg = store.deserialize_cdr(data, ROS_TYPES[topics[topic]])
+                msg = deserialize(data, msgtype)
             except Exception:  # noqa: BLE001 - a corrupt payload
                 report.drop(topic, 'undecodable')
                 continue
