@@ -238,7 +238,8 @@ def _episode_info(text: str) -> dict[str, Any]:
 
 
 def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
-                    cfg: AlignConfig | None = None) -> tuple[list[Episode], ConversionReport]:
+                    cfg: AlignConfig | None = None, progress: bool = False
+                    ) -> tuple[list[Episode], ConversionReport]:
     cfg = cfg or AlignConfig()
     reward_fn = cfg.rewards()
     topics = spec.topics()
@@ -246,7 +247,7 @@ def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
     episodes: list[Episode] = []
     report = None
     for group in groups:
-        streams, read = read_bags(group, topics)
+        streams, read = read_bags(group, topics, progress)
         if report is None:
             report = ConversionReport(read)
         else:
@@ -275,15 +276,15 @@ def _merge(into: ReadReport, other: ReadReport) -> None:
 
 def bag2minari(paths: list[str | Path], spec: RecordingSpec, dataset_id: str,
                cfg: AlignConfig | None = None, env_id: str | None = None,
-               action_low=None, action_high=None, overwrite: bool = False
-               ) -> tuple[Path, ConversionReport]:
+               action_low=None, action_high=None, overwrite: bool = False,
+               progress: bool = False) -> tuple[Path, ConversionReport]:
     """Convert and write the Minari dataset (atomically: all of it or nothing)."""
     import gymnasium as gym
 
     from dgm_policy_ros.data.minari_io import write_dataset
 
     cfg = cfg or AlignConfig()
-    episodes, report = bag_to_episodes(paths, spec, cfg)
+    episodes, report = bag_to_episodes(paths, spec, cfg, progress)
     if not episodes:
         raise ValueError(f'no complete control steps in {[str(p) for p in paths]}: '
                          f'{report.to_dict()}')

@@ -74,16 +74,17 @@ def _is_bag(folder: Path) -> bool:
         p.suffix in ('.mcap', '.db3') for p in folder.iterdir())
 
 
-def read_bags(paths: list[str | Path], topics: dict[str, str]
+def read_bags(paths: list[str | Path], topics: dict[str, str], progress: bool = False
               ) -> tuple[dict[str, list[Stamped]], ReadReport]:
-    """Messages of ``topics`` (topic -> our type name), per topic, sorted by bag time."""
+    """Messages of ``topics`` (topic -> our type name), per topic, sorted by bag time;
+    ``progress``: a progress bar per bag (large recordings)."""
     store = typestore()
     report = ReadReport()
     raw: dict[str, list[tuple[int, bytes]]] = {t: [] for t in topics}
     for bag in find_bags(paths):
         report.bags.append(str(bag))
         try:
-            records = list(_read_complete(bag, topics, store, report))
+            records = list(_read_complete(bag, topics, store, report, progress))
         except Exception as exc:  # noqa: BLE001 - any failure: fall back to recovery
             report.recovered.append(str(bag))
             report.errors.append(f'{bag}: {type(exc).__name__}: {exc}')
@@ -113,8 +114,10 @@ def read_bags(paths: list[str | Path], topics: dict[str, str]
     return out, report
 
 
-def _read_complete(bag: Path, topics, store, report) -> Iterator[tuple[str, int, bytes]]:
+def _read_complete(bag: Path, topics, store, report,
+                   progress: bool = False) -> Iterator[tuple[str, int, bytes]]:
     from rosbags.highlevel import AnyReader
+    from tqdm.auto import tqdm
 
     with AnyReader([bag], default_typestore=store) as reader:
         wanted = []
@@ -125,8 +128,12 @@ def _read_complete(bag: Path, topics, store, report) -> Iterator[tuple[str, int,
                 report.drop(conn.topic, f'type {conn.msgtype}', conn.msgcount)
                 continue
             wanted.append(conn)
-        for conn, stamp, data in reader.messages(connections=wanted):
-            yield conn.topic, stamp, bytes(data)
+        total = sum(conn.msgcount for conn in wanted)
+        with tqdm(total=total, unit='msg', desc=bag.name, disable=not progress,
+                  mininterval=1.0) as bar:
+            for conn, stamp, data in reader.messages(connections=wanted):
+                bar.update(1)
+                yield conn.topic, stamp, bytes(data)
 
 
 def _read_damaged(bag: Path, topics, report) -> Iterator[tuple[str, int, bytes]]:

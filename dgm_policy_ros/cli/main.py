@@ -261,7 +261,7 @@ def _cmd_bag2minari(args: argparse.Namespace) -> int:
     cfg = AlignConfig(time_source=args.time_source, gap_s=args.gap_s,
                       episode_per_bag=args.episode_per_bag, reward_function=args.reward_function)
     path, report = bag2minari(args.bags, spec, args.dataset, cfg, env_id=args.env,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, progress=not args.quiet)
     print(json.dumps({'dataset': args.dataset, 'path': str(path), **report.to_dict()},
                      indent=2))
     return 0
@@ -388,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--reward-function', metavar='MODULE:FUNCTION',
                    help='compute rewards with f(obs, actions, next_obs) instead of the '
                         'recorded reward topic')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.add_argument('--env', help='Gymnasium id the data comes from (for evaluation)')
     p.add_argument('--overwrite', action='store_true')
     _add_data_dir(p)
