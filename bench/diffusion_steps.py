@@ -109,6 +109,7 @@ def plot(rows, path: Path) -> None:
     left.set_xlabel('DDIM sampling steps')
     left.set_ylabel('normalized score', color='tab:blue')
     left.set_xscale('log')
+    left.minorticks_off()
     left.set_xticks(ks, [str(k) for k in ks])
     right = left.twinx()
     right.plot(ks, [r['graph_ms'] for r in rows], marker='s', color='tab:red',
