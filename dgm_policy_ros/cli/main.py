@@ -122,6 +122,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         'algo': args.algo, 'dataset': args.dataset, 'out': args.out, 'steps': args.steps,
         'seed': args.seed, 'eval_every': args.eval_every, 'eval_episodes': args.eval_episodes,
         'checkpoint_every': args.checkpoint_every, 'threads': args.threads,
+        'val_fraction': getattr(args, 'val_fraction', None),
     }.items() if v is not None}
     data: dict = {}
     if args.config:
@@ -142,6 +143,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if int(os.environ.get('RANK', '0')) == 0:
         print(json.dumps(result, indent=2))
     return 0
+
+
+def _cmd_train_world_model(args: argparse.Namespace) -> int:
+    args.algo = args.model
+    return _cmd_train(args)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -411,6 +417,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--checkpoint-every', type=int)
     p.add_argument('--threads', type=int, help='torch threads per process (default 1)')
     p.add_argument('--quiet', action='store_true')
+    _add_data_dir(p)
+
+    p = add('train-world-model', _cmd_train_world_model,
+            'Train a world model (next observation and reward) on a Minari dataset; scored on '
+            'held-out episodes (one-step MSE/NLL, open-loop error at 1, 5, 20 steps).')
+    p.add_argument('--model', required=True,
+                   choices=['wm_ensemble', 'wm_cvae', 'wm_diffusion'])
+    p.add_argument('--dataset', required=True, help='Minari id or dataset folder')
+    p.add_argument('--steps', type=int, help='gradient steps (default 100000)')
+    p.add_argument('--config', help='YAML of model hyper-parameters')
+    p.add_argument('--seed', type=int)
+    p.add_argument('--out', required=True)
+    p.add_argument('--resume', action='store_true')
+    p.add_argument('--val-fraction', type=float, default=0.1,
+                   help='held-out episodes for the metrics')
+    p.add_argument('--eval-every', type=int, help='gradient steps between held-out metrics')
+    p.add_argument('--checkpoint-every', type=int)
+    p.add_argument('--threads', type=int)
+    p.add_argument('--quiet', action='store_true')
+    p.set_defaults(eval_episodes=None)
     _add_data_dir(p)
 
     p = add('export', _cmd_export,

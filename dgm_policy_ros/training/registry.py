@@ -19,10 +19,18 @@ ALGORITHMS: dict[str, str] = {
     'idql': 'dgm_policy_ros.policies.idql:IDQL',
 }
 
+# World models train on the same trainer (checkpoints, resume, logs) as the policies.
+WORLD_MODELS: dict[str, str] = {
+    'wm_ensemble': 'dgm_policy_ros.world_models.ensemble:GaussianEnsemble',
+    'wm_cvae': 'dgm_policy_ros.world_models.cvae:CVAEWorldModel',
+    'wm_diffusion': 'dgm_policy_ros.world_models.diffusion:DiffusionWorldModel',
+}
+
 
 def get_algorithm(name: str):
     try:
-        module_name, class_name = ALGORITHMS[name].split(':')
+        module_name, class_name = {**ALGORITHMS, **WORLD_MODELS}[name].split(':')
     except KeyError:
-        raise ConfigError(f'unknown algorithm {name!r}; known: {sorted(ALGORITHMS)}') from None
+        raise ConfigError(f'unknown algorithm {name!r}; known: {sorted(ALGORITHMS)}, world '
+                          f'models: {sorted(WORLD_MODELS)}') from None
     return getattr(importlib.import_module(module_name), class_name)

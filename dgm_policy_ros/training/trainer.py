@@ -178,6 +178,9 @@ class Trainer:
         if cfg.init_from and not self.resume:
             load_weights(Path(cfg.init_from) / 'model.safetensors', algo)
         train_eps = [ds.episodes[i] for i in split.train_episodes]
+        # World models are scored on held-out episodes, not in MuJoCo.
+        world_model = getattr(algo, 'kind', 'policy') == 'world_model'
+        held_out = [ds.episodes[i] for i in split.val_episodes] or train_eps
         sampler = algo.make_sampler(train_eps, cfg.seed + 7 * self.rank)
         if distributed:
             algo.enable_ddp()
@@ -228,9 +231,10 @@ class Trainer:
                     sums, counts = {}, {}
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     self._checkpoint(ckpt_dir, step, algo, sampler, lead)
-                if env_id and lead and self._eval_due(step):
+                if (env_id or world_model) and lead and self._eval_due(step):
                     eval_started = time.perf_counter()
-                    last_eval = self._evaluate(algo, env_id, step)
+                    last_eval = algo.metrics(held_out, seed=cfg.seed) if world_model else \
+                        self._evaluate(algo, env_id, step)
                     eval_seconds += time.perf_counter() - eval_started
                     if logger:
                         logger.log(step, {f'eval/{k}': v for k, v in last_eval.items()})
