@@ -128,3 +128,59 @@ def test_world_model_training_resumes_exactly_and_reports_held_out_metrics(
     a, b = _params(tmp_path / 'straight'), _params(tmp_path / 'crashed')
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+OTHER = np.array([[0.6, -0.4, 0.0], [0.4, 0.6, 0.0], [0.0, 0.3, 0.7]], np.float32)
+
+
+@pytest.fixture(scope='module')
+def world_model_bundle(tmp_path_factory):
+    """An ensemble trained on the linear system (a Minari dataset), exported."""
+    import os
+
+    import gymnasium as gym
+
+    from dgm_policy_ros.data import minari_io
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.training.trainer import TrainConfig, Trainer
+
+    root = tmp_path_factory.mktemp('wm')
+    old = os.environ.get('MINARI_DATASETS_PATH')
+    os.environ['MINARI_DATASETS_PATH'] = str(root / 'minari')
+    try:
+        minari_io.write_dataset(
+            'test/linear/random-v0', linear_episodes(),
+            observation_space=gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+            action_space=gym.spaces.Box(LOW, HIGH, dtype=np.float32))
+        Trainer(TrainConfig(algo='wm_ensemble', dataset='test/linear/random-v0',
+                            out=str(root / 'run'), steps=1000, eval_every=-1, val_fraction=0.1,
+                            tensorboard=False, progress=False,
+                            algo_config={'hidden': [64, 64], 'members': 3})).run()
+        yield export_bundle(root / 'run', root / 'bundle')
+    finally:
+        if old is None:
+            os.environ.pop('MINARI_DATASETS_PATH', None)
+        else:
+            os.environ['MINARI_DATASETS_PATH'] = old
+
+
+def test_world_model_bundle_runs_torch_free_and_scores_anomalies(world_model_bundle):
+    from dgm_policy_ros.runtime import BundleError, PolicyRunner, load_bundle
+    from dgm_policy_ros.runtime.world_model_runner import WorldModelRunner
+    from dgm_policy_ros.training.trainer import load_run
+
+    bundle = load_bundle(world_model_bundle)
+    assert bundle.manifest['kind'] == 'world_model' and bundle.manifest['residual_scale'] > 0
+    runner = WorldModelRunner(bundle, backend='onnxruntime-cpu')
+    model, _, _ = load_run(bundle.path / 'training')
+    ep = linear_episodes(n=1, seed=5)[0]
+    got = runner.predict(ep.observations[:-1], ep.actions)
+    want = model.predict_step(ep.observations[:-1], ep.actions)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-4)
+    same = runner.anomaly(ep.observations[:-1], ep.actions, ep.observations[1:])
+    other = linear_episodes(n=1, seed=5, a=OTHER)[0]
+    moved = runner.anomaly(other.observations[:-1], other.actions, other.observations[1:])
+    assert np.median(same) < 2.0 and np.median(moved) > 3 * np.median(same)
+    with pytest.raises(BundleError, match='not a policy'):
+        PolicyRunner(bundle, backend='onnxruntime-cpu')

@@ -123,6 +123,10 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
     """``overrides``: deploy-time algorithm settings (e.g. ``{'sampling_steps': 5}``)."""
     run_dir, out = Path(run_dir), Path(out)
     algo, cfg, info = load_run(run_dir, overrides=overrides)
+    if getattr(algo, 'kind', 'policy') == 'world_model':
+        from dgm_policy_ros.export.world_model_export import export_world_model
+
+        return export_world_model(run_dir, out, overwrite=overwrite, seed=seed)
     module = algo.export_module().eval()
     rng = np.random.default_rng(seed)
     noise_specs = algo.noise_specs()

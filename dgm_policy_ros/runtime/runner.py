@@ -39,6 +39,9 @@ class PolicyRunner:
         as one graph; ``runner`` loops here over a one-step graph (bench/diffusion_steps.py
         measures which is faster where)."""
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        if self.bundle.manifest['kind'] != 'policy':
+            raise BundleError(f'{self.bundle.path} is a {self.bundle.manifest["kind"]} bundle, '
+                              'not a policy')
         graphs = self.bundle.manifest['graphs']
         fp16 = self.bundle.file('policy_fp16') if 'policy_fp16' in graphs else None
         self.backend: Backend = make_backend(self.bundle.file('policy'), backend, threads,
