@@ -70,6 +70,7 @@ setup(
             'dgm = dgm_policy_ros.cli.main:main',
             'policy_node = dgm_policy_ros.ros.policy_node:main',
             'mujoco_sim_node = dgm_policy_ros.ros.mujoco_sim_node:main',
+            'world_model_node = dgm_policy_ros.ros.world_model_node:main',
         ],
     },
 )

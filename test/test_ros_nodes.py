@@ -17,6 +17,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 from test_policies import OBS_DIM, _train, tiny_dataset  # noqa: E402,F401
+from test_world_models import world_model_bundle  # noqa: E402,F401
 
 from dgm_policy_ros.runtime import PolicyRunner  # noqa: E402
 
@@ -377,3 +378,68 @@ def test_record_convert_retrain_loop(tmp_path):
     child = load_bundle(summary['bundle'])
     assert child.manifest['parent'].startswith(str(load_bundle(weak).path))
     assert summary['retrained']['return_mean'] >= summary['parent']['return_mean'], summary
+
+
+def test_world_model_node_scores_rise_on_a_different_system(ros, world_model_bundle):  # noqa: F811
+    """Fed the trained linear system, then another one: the published anomaly scores rise and
+    /diagnostics turns WARN."""
+    from std_msgs.msg import Float64
+    from test_world_models import OTHER, linear_episodes
+
+    from dgm_policy_ros.ros.world_model_node import WorldModelNode
+
+    node = WorldModelNode('wm_t', parameter_overrides=[Parameter(k, value=v) for k, v in {
+        'model_file_path': str(world_model_bundle), 'backend': 'onnxruntime-cpu',
+        'observation_spec': '- {topic: /wm_t/obs, type: std_msgs/Float64MultiArray, size: 3}',
+        'action_topic': '/wm_t/cmd', 'anomaly_threshold': 3.0, 'smoothing': 0.3}.items()])
+    ros.add_node(node)
+    probe = rclpy.create_node(f'probe_{next(_counter)}')
+    obs_pub = probe.create_publisher(Float64MultiArray, '/wm_t/obs', RELIABLE)
+    cmd_pub = probe.create_publisher(Float64MultiArray, '/wm_t/cmd', RELIABLE)
+    scores, diags = [], []
+    probe.create_subscription(Float64, '/wm_t/anomaly', lambda m: scores.append(m.data),
+                              RELIABLE)
+    probe.create_subscription(DiagnosticArray, '/diagnostics', lambda m: diags.extend(
+        s for s in m.status if s.name.startswith('dgm_world_model')), 50)
+    ros.add_node(probe)
+    assert wait_for(lambda: obs_pub.get_subscription_count() and
+                    cmd_pub.get_subscription_count() and
+                    node.pub_anomaly.get_subscription_count())
+    same = linear_episodes(n=1, seed=7)[0]
+    other = linear_episodes(n=1, seed=8, a=OTHER)[0]
+    observed = 0
+    for ep in (same, other):
+        for t in range(25):
+            obs_pub.publish(Float64MultiArray(data=ep.observations[t].astype(float).tolist()))
+            observed += 1
+            assert wait_for(lambda n=observed: node.current is not None)
+            cmd_pub.publish(Float64MultiArray(data=ep.actions[t].astype(float).tolist()))
+            assert wait_for(lambda: node.pending is not None)
+    assert wait_for(lambda: len(scores) >= 48)
+    before, after = np.median(scores[:24]), np.median(scores[26:49])
+    assert before < 2.0 and after > 3 * before, (before, after)
+    assert wait_for(lambda: diags and diags[-1].level == DiagnosticStatus.WARN)
+
+
+def test_policy_node_gated_by_anomaly_scores_publishes_the_fault_action(ros, bundle):
+    from std_msgs.msg import Float64
+
+    node = make_policy(ros, bundle, 't_gate', anomaly_topic='/t_gate/anomaly',
+                       anomaly_threshold=3.0, on_fault='zero')
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    probe = Probe(ros, '/t_gate/obs', '/t_gate/cmd')
+    scores = probe.node.create_publisher(Float64, '/t_gate/anomaly', 10)
+    assert wait_for(lambda: scores.get_subscription_count() > 0)
+    obs = np.array([0.3, -0.2, 0.5, 1.0])
+    expected = PolicyRunner(bundle, backend='onnxruntime-cpu').infer(obs)[0, 0]
+    scores.publish(Float64(data=0.8))
+    assert wait_for(lambda: node._anomaly == 0.8)
+    assert wait_for(lambda: probe.commands, every=lambda: probe.send(obs, step=1))
+    np.testing.assert_allclose(probe.commands[-1].data, expected, atol=1e-6)
+    scores.publish(Float64(data=12.0))
+    assert wait_for(lambda: node._anomaly == 12.0)
+    count = len(probe.commands)
+    assert wait_for(lambda: len(probe.commands) > count, every=lambda: probe.send(obs, step=2))
+    np.testing.assert_allclose(probe.commands[-1].data, np.zeros(2), atol=1e-12)
+    assert node.counters['anomaly'] >= 1

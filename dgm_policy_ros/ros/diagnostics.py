@@ -56,7 +56,7 @@ class DiagnosticsReporter:
                            for k, v in node.runner.latency_percentiles().items()})
         values['achieved_rate_hz'] = f'{node.achieved_rate_hz():.2f}'
         for key in ('missed_deadlines', 'wrong size', 'non-finite', 'stale', 'waiting',
-                    'out_of_order', 'out of distribution', 'non_finite_action'):
+                    'out_of_order', 'out of distribution', 'anomaly', 'non_finite_action'):
             values[key.replace(' ', '_')] = str(node.counters.get(key, 0))
         status = DiagnosticStatus(level=self.level, name=f'dgm_policy: {node.get_name()}',
                                   message=self.message, hardware_id=self.bundle_sha[:16],

@@ -90,6 +90,11 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
                                'target', PT.PARAMETER_STRING)),
     'target_return': (float('nan'), _desc('return-conditioned bundles: the episode return '
                                           "asked for; NaN: the bundle's", PT.PARAMETER_DOUBLE)),
+    'anomaly_topic': ('', _desc("a world_model_node's ~/anomaly topic: above "
+                                'anomaly_threshold the fault action is published (empty: off)',
+                                PT.PARAMETER_STRING)),
+    'anomaly_threshold': (3.0, _desc('world-model anomaly score that stops the policy',
+                                     PT.PARAMETER_DOUBLE)),
     'exploration_noise': (0.0, _desc('data collection: Gaussian noise added to every action, '
                                      'std in units of the action half-range (0: off)',
                                      PT.PARAMETER_DOUBLE, floating_point_range=[
@@ -206,6 +211,12 @@ class PolicyNode(LifecycleNode):
         if p['episode_reset_topic']:
             self._subs.append(self.create_subscription(
                 String, p['episode_reset_topic'], self._on_episode_end, 10))
+        self._anomaly = 0.0
+        if p['anomaly_topic']:
+            from std_msgs.msg import Float64
+
+            self._subs.append(self.create_subscription(
+                Float64, p['anomaly_topic'], self._on_anomaly, 10))
         if p['reward_topic']:
             from std_msgs.msg import Float64
 
@@ -317,6 +328,9 @@ class PolicyNode(LifecycleNode):
         if self.runner is not None and self._episode_label is None:
             self.runner.reset()
 
+    def _on_anomaly(self, msg) -> None:
+        self._anomaly = float(msg.data) if math.isfinite(msg.data) else float('inf')
+
     def _on_reward(self, msg) -> None:
         if self.runner is not None and self._active and math.isfinite(msg.data):
             self.runner.record_reward(msg.data)
@@ -357,6 +371,10 @@ class PolicyNode(LifecycleNode):
                     self._explore.standard_normal(action.shape)
             if self._tighter_limits:
                 action = np.clip(action, self.low, self.high)
+            if self.params['anomaly_topic'] and \
+                    self._anomaly > self.params['anomaly_threshold']:
+                raise ObservationError('anomaly', f'world-model anomaly {self._anomaly:.2f} > '
+                                       f"{self.params['anomaly_threshold']}")
             if self.ood is not None and self._is_ood(obs, action):
                 raise ObservationError('out of distribution', 'log-density below '
                                        f"{self.params['ood_threshold']}")
