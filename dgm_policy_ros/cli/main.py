@@ -123,6 +123,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         'seed': args.seed, 'eval_every': args.eval_every, 'eval_episodes': args.eval_episodes,
         'checkpoint_every': args.checkpoint_every, 'threads': args.threads,
         'val_fraction': getattr(args, 'val_fraction', None),
+        'extra_transitions': getattr(args, 'extra_transitions', None),
+        'synthetic_ratio': getattr(args, 'synthetic_ratio', None),
     }.items() if v is not None}
     data: dict = {}
     if args.config:
@@ -142,6 +144,51 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = Trainer(cfg, resume=args.resume).run()
     if int(os.environ.get('RANK', '0')) == 0:
         print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_augment_mopo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dgm_policy_ros.augment.mopo import mopo_rollouts
+    from dgm_policy_ros.augment.transitions_file import save_transitions
+    from dgm_policy_ros.data.minari_io import load_dataset
+    from dgm_policy_ros.runtime import PolicyRunner
+    from dgm_policy_ros.training.trainer import load_run
+
+    source = Path(args.world_model)
+    model, _, _ = load_run(source / 'training' if (source / 'training').is_dir() else source)
+    if not hasattr(model, 'sample_member'):
+        raise ValueError(f'{source} is not a wm_ensemble: MOPO needs ensemble disagreement')
+    runner = PolicyRunner(args.policy, backend='onnxruntime-cpu', seed=args.seed)
+    ds = load_dataset(args.dataset)
+    arrays, info = mopo_rollouts(model, lambda obs: runner.infer(obs)[:, 0], ds.episodes,
+                                 args.starts, args.horizon, args.penalty, args.action_noise,
+                                 seed=args.seed)
+    info.update(dataset=ds.dataset_id, world_model=str(source), policy=str(args.policy))
+    save_transitions(args.out, arrays, info)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _cmd_augment_synther(args: argparse.Namespace) -> int:
+    import torch
+
+    from dgm_policy_ros.augment.synther import TransitionDiffusion
+    from dgm_policy_ros.augment.transitions_file import save_transitions
+    from dgm_policy_ros.data.minari_io import load_dataset
+
+    torch.manual_seed(args.seed)
+    ds = load_dataset(args.dataset)
+    low, high = ds.action_bounds
+    model = TransitionDiffusion(ds.episodes, low, high)
+    losses = model.fit(args.steps, seed=args.seed, progress=not args.quiet)
+    arrays = model.sample(args.samples, seed=args.seed)
+    info = {'method': 'synther', 'dataset': ds.dataset_id, 'steps': args.steps,
+            'samples': args.samples, 'seed': args.seed,
+            'final_loss': sum(losses[-100:]) / len(losses[-100:]) if losses else None}
+    save_transitions(args.out, arrays, info)
+    print(json.dumps(info, indent=2))
     return 0
 
 
@@ -416,6 +463,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--eval-episodes', type=int)
     p.add_argument('--checkpoint-every', type=int)
     p.add_argument('--threads', type=int, help='torch threads per process (default 1)')
+    p.add_argument('--extra-transitions', metavar='FILE',
+                   help='synthetic transitions (dgm augment-mopo / augment-synther) to mix in')
+    p.add_argument('--synthetic-ratio', type=float,
+                   help='fraction of each batch from --extra-transitions (default: by size)')
+    p.add_argument('--quiet', action='store_true')
+    _add_data_dir(p)
+
+    p = add('augment-mopo', _cmd_augment_mopo,
+            'MOPO: uncertainty-penalized short rollouts of a policy in a world-model ensemble, '
+            'from dataset states, saved as a transitions file.')
+    p.add_argument('--world-model', required=True,
+                   help='wm_ensemble run folder (or a world-model bundle)')
+    p.add_argument('--policy', required=True, help='rollout policy bundle')
+    p.add_argument('--dataset', required=True)
+    p.add_argument('--starts', type=int, default=10_000)
+    p.add_argument('--horizon', type=int, default=5)
+    p.add_argument('--penalty', type=float, default=1.0)
+    p.add_argument('--action-noise', type=float, default=0.1)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--out', required=True, help='transitions file (.safetensors)')
+    _add_data_dir(p)
+
+    p = add('augment-synther', _cmd_augment_synther,
+            'SynthER: a diffusion model of whole transitions fitted to a dataset, sampled into '
+            'a transitions file.')
+    p.add_argument('--dataset', required=True)
+    p.add_argument('--steps', type=int, default=20_000)
+    p.add_argument('--samples', type=int, default=100_000)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--out', required=True, help='transitions file (.safetensors)')
     p.add_argument('--quiet', action='store_true')
     _add_data_dir(p)
 

@@ -129,3 +129,40 @@ class ChunkSampler(_Seeded):
 
     def sample(self) -> Batch:
         return self.starting_at(self.rng.integers(0, len(self.data), size=self.batch_size))
+
+
+class MixedSampler:
+    """Batches of which a fixed fraction comes from a second (e.g. synthetic) transition set:
+    ``ratio`` of each batch from ``extra``, the rest from ``base``."""
+
+    def __init__(self, base: TransitionSampler, extra: TransitionSampler, ratio: float) -> None:
+        if not 0.0 < ratio < 1.0:
+            raise ValueError(f'the synthetic ratio must be in (0, 1), got {ratio}')
+        size = base.batch_size
+        self.n_extra = max(1, min(size - 1, round(ratio * size)))
+        self.base, self.extra = base, extra
+        self.base.batch_size, self.extra.batch_size = size - self.n_extra, self.n_extra
+
+    def sample(self) -> Batch:
+        a, b = self.base.sample(), self.extra.sample()
+        return {k: np.concatenate([a[k], b[k]]) for k in a}
+
+    def get_state(self) -> dict[str, Any]:
+        return {'base': self.base.get_state(), 'extra': self.extra.get_state()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.base.set_state(state['base'])
+        self.extra.set_state(state['extra'])
+
+
+def transitions_from_arrays(arrays: dict[str, np.ndarray]) -> Transitions:
+    """Loose transitions (model rollouts, synthetic samples) in the sampler's format: each is
+    its own one-step episode; terminals as given, never a timeout."""
+    n = len(arrays['rewards'])
+    return Transitions(
+        observations=np.asarray(arrays['observations'], np.float32),
+        actions=np.asarray(arrays['actions'], np.float32),
+        rewards=np.asarray(arrays['rewards'], np.float32),
+        next_observations=np.asarray(arrays['next_observations'], np.float32),
+        terminals=np.asarray(arrays['terminals']) > 0.5, timeouts=np.zeros(n, bool),
+        episode_starts=np.arange(n), episode_lengths=np.ones(n, np.int64))

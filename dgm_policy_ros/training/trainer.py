@@ -52,6 +52,10 @@ class TrainConfig(Config):
     # Fine-tuning: start from this trained model (a run folder, or a bundle's training/
     # folder), keeping its normalization and action bounds.
     init_from: Optional[str] = None
+    # Augmentation: a transitions file (dgm augment-mopo / augment-synther) mixed into the
+    # batches, a fraction synthetic_ratio of each (None: in proportion to the sizes).
+    extra_transitions: Optional[str] = None
+    synthetic_ratio: Optional[float] = None
 
     def validate(self) -> None:
         get_algorithm(self.algo)  # unknown names fail here, with the list of known ones
@@ -62,6 +66,10 @@ class TrainConfig(Config):
             raise ConfigError('TrainConfig.eval_every must be >= -1')
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError('TrainConfig.val_fraction must be in [0, 1)')
+        if self.synthetic_ratio is not None and not 0.0 < self.synthetic_ratio < 1.0:
+            raise ConfigError('TrainConfig.synthetic_ratio must be in (0, 1)')
+        if self.synthetic_ratio is not None and not self.extra_transitions:
+            raise ConfigError('TrainConfig.synthetic_ratio needs extra_transitions')
 
     def algorithm_config(self):
         return get_algorithm(self.algo).config_class.from_dict(self.algo_config)
@@ -129,7 +137,7 @@ class Trainer:
                 raise ConfigError(f'--resume: {self.run_dir} has no config.yaml')
             old = TrainConfig.from_dict(_read_yaml(saved))
             keys = ('algo', 'dataset', 'seed', 'algo_config', 'val_fraction', 'checkpoint_every',
-                    'init_from')
+                    'init_from', 'extra_transitions', 'synthetic_ratio')
             diff = [k for k in keys if getattr(old, k) != getattr(self.cfg, k)]
             if diff:
                 raise ConfigError(f'--resume: the run was started with different {diff}')
@@ -181,7 +189,7 @@ class Trainer:
         # World models are scored on held-out episodes, not in MuJoCo.
         world_model = getattr(algo, 'kind', 'policy') == 'world_model'
         held_out = [ds.episodes[i] for i in split.val_episodes] or train_eps
-        sampler = algo.make_sampler(train_eps, cfg.seed + 7 * self.rank)
+        sampler = self._sampler(algo, train_eps, cfg.seed + 7 * self.rank)
         if distributed:
             algo.enable_ddp()
         env_id = cfg.eval_env or ds.env_id
@@ -258,6 +266,35 @@ class Trainer:
         if distributed:
             self._write_rank_digest(algo)
         return result
+
+    def _sampler(self, algo: Algorithm, episodes, seed: int):
+        cfg = self.cfg
+        if not cfg.extra_transitions:
+            return algo.make_sampler(episodes, seed)
+        from dgm_policy_ros.augment.transitions_file import load_transitions
+        from dgm_policy_ros.data.samplers import (
+            MixedSampler,
+            TransitionSampler,
+            transitions_from_arrays,
+        )
+        from dgm_policy_ros.data.transitions import flatten_episodes
+
+        if algo.sampler_kind != 'transitions':
+            raise ConfigError(f'{cfg.algo} learns from sequences or chunks; extra transitions '
+                              'only mix into transition-sampling algorithms')
+        arrays, _ = load_transitions(cfg.extra_transitions)
+        extra = transitions_from_arrays(arrays)
+        if extra.observations.shape[1:] != (algo.spec.obs_dim,) or \
+                extra.actions.shape[1:] != (algo.spec.act_dim,):
+            raise ConfigError(f"{cfg.extra_transitions} does not match the dataset's sizes")
+        real = flatten_episodes(episodes)
+        if cfg.synthetic_ratio is None:  # one pool: each transition equally likely
+            merged = {k: np.concatenate([getattr(real, k), getattr(extra, k)]) for k in (
+                'observations', 'actions', 'rewards', 'next_observations', 'terminals')}
+            return TransitionSampler(transitions_from_arrays(merged), algo.cfg.batch_size, seed)
+        return MixedSampler(TransitionSampler(real, algo.cfg.batch_size, seed),
+                            TransitionSampler(extra, algo.cfg.batch_size, seed + 1),
+                            cfg.synthetic_ratio)
 
     def _eval_due(self, step: int) -> bool:
         every = self.cfg.eval_every

@@ -80,15 +80,21 @@ class GaussianEnsemble(WorldModel):
 
     def sample_member(self, x: torch.Tensor, generator: torch.Generator | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A MOPO/MBPO model step: a random member's Gaussian sample, and the uncertainty
-        (the largest member standard deviation, as MOPO penalizes)."""
+        """A MOPO/MBPO model step: a random member's Gaussian sample, and the uncertainty.
+
+        The uncertainty is the members' disagreement, not MOPO's largest predicted standard
+        deviation: the predicted (aleatoric) deviation is bounded by the learned limits and
+        barely grows away from the data (measured while writing test_augment.py: a mean penalty
+        of 0.022 at 6x the data's scale against 0.023 on it), while the disagreement of
+        independently trained members does.
+        """
         mean, logvar = self.members(x)
         std = (0.5 * logvar).exp()
         pick = torch.randint(0, self.cfg.members, (x.shape[0],), generator=generator)
         rows = torch.arange(x.shape[0])
         noise = torch.randn(mean.shape[1:], generator=generator)
         y = mean[pick, rows] + std[pick, rows] * noise
-        return y, std.norm(dim=-1).amax(0)
+        return y, (mean - mean.mean(0)).norm(dim=-1).amax(0)
 
     def nll(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Of the moment-matched Gaussian of the ensemble."""
