@@ -247,3 +247,33 @@ def test_header_stamps_instead_of_receive_times(tmp_path):
     header, _ = bag_to_episodes([tmp_path / 'bag'], spec, AlignConfig(time_source='header'))
     np.testing.assert_array_equal(receive[0].observations[:8, 1], 10 * np.arange(1, 9))
     np.testing.assert_array_equal(header[0].observations[:8, 1], 10 * np.arange(1, 9) - 5)
+
+
+@pytest.mark.parametrize('first_step', [0, 40])
+def test_lockstep_bags_align_by_step_index_whatever_the_stamps(tmp_path, first_step):
+    """Commands and rewards stamped late (a busy recorder): step indices still pair them; a
+    recording that joined mid-run pairs rewards by time instead of by index."""
+    spec = RecordingSpec.from_dict({
+        'observation': [{'topic': '/obs', 'type': 'std_msgs/Float64MultiArray', 'size': 1}],
+        'action_topic': '/cmd', 'reward_topic': '/reward', 'episode_topic': '/episode_end'})
+    with BagWriter(tmp_path / 'bag', spec.topics()) as bag:
+        for i, k in enumerate(range(first_step, first_step + 6)):
+            episode = 0 if i < 4 else 1
+            t = (i + 1) * 10 * MS
+            bag.write('/obs', t, float_array([k], label=f'episode {episode}', offset=k))
+            bag.write('/obs', t + MS // 2, float_array([k], label=f'episode {episode}',
+                                                       offset=k))  # a re-send
+            bag.write('/cmd', t + 12 * MS, float_array([k / 10], offset=k))  # after t_(k+1)
+            bag.write('/reward', t + 5 * MS, float64(k))
+            if i == 3:
+                bag.write('/episode_end', t + 6 * MS,
+                          string(json.dumps({'episode': 0, 'terminated': True})))
+    episodes, report = bag_to_episodes([tmp_path / 'bag'], spec)
+    assert [len(e) for e in episodes] == [4, 2]
+    steps = np.arange(first_step, first_step + 6)
+    np.testing.assert_allclose(np.concatenate([e.actions[:, 0] for e in episodes]), steps / 10,
+                               rtol=1e-6)
+    np.testing.assert_allclose(np.concatenate([e.rewards for e in episodes]),
+                               steps, rtol=1e-6)
+    assert episodes[0].terminations[-1] and episodes[1].truncations[-1]
+    assert report.dropped_steps['repeated observation'] == 6 and report.held_actions == 0

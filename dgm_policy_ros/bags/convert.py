@@ -113,6 +113,11 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
     pacing = streams[sources[0].topic]
     if not pacing:
         return []
+    kept = [pacing[0]] + [m for prev, m in zip(pacing, pacing[1:])
+                          if not _is_resend(m.msg, prev.msg)]
+    for _ in range(len(pacing) - len(kept)):
+        report.drop('repeated observation')
+    pacing = kept
     t_steps = _times(pacing, cfg)
     others = {s.topic: (_times(streams[s.topic], cfg), streams[s.topic]) for s in sources[1:]}
     commands = streams[spec.action_topic]
@@ -128,6 +133,8 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
         answer = {}
         for command in commands:  # the first answer to each step (the node may re-send)
             answer.setdefault(int(command.msg.layout.data_offset), command)
+        # One reward per step from step 0: the index picks it, if the bag holds step 0.
+        reward_by_index = int(pacing[0].msg.layout.data_offset) == 0
         ended = {}
         for end in ends:
             info = _episode_info(end.msg.data)
@@ -152,9 +159,6 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
 
     for k, (t, stamped) in enumerate(zip(t_steps, pacing)):
         t_next = t_steps[k + 1] if k + 1 < len(t_steps) else t + max(gap_ns, 1)
-        if k > 0 and _is_resend(stamped.msg, pacing[k - 1].msg):
-            report.drop('repeated observation')
-            continue
         if k > 0 and current and (
                 (gap_ns and not by_step and t - t_steps[k - 1] > gap_ns) or
                 _label(stamped.msg) != _label(pacing[k - 1].msg)):
@@ -179,9 +183,12 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                 report.drop('no command for this step')
                 continue
             action = np.asarray(answer[step].msg.data, np.float64)
-            reward = float(r_val[step]) if step < len(r_val) else 0.0
-            report.missing_rewards += int(spec.reward_topic is not None and
-                                          step >= len(r_val))
+            if reward_by_index:
+                reward = float(r_val[step]) if step < len(r_val) else 0.0
+                report.missing_rewards += int(spec.reward_topic is not None and
+                                              step >= len(r_val))
+            else:  # joined mid-run: which reward is which step is unknown; go by time
+                reward = float(r_val[(t_rew > t) & (t_rew <= t_next)].sum())
             current.append((np.concatenate(parts), action, reward))
             report.steps += 1
             label = _label(stamped.msg)
