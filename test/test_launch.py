@@ -29,8 +29,9 @@ def _kw(call, key):
     return None
 
 
-def test_both_launch_files_exist():
-    assert {p.name for p in LAUNCH_FILES} == {'policy.launch.py', 'sim_in_the_loop.launch.py'}
+def test_every_launch_file_is_known():
+    assert {p.name for p in LAUNCH_FILES} == {'policy.launch.py', 'sim_in_the_loop.launch.py',
+                                              'world_model.launch.py'}
 
 
 @pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
@@ -55,9 +56,11 @@ def test_launch_file_names_only_what_exists(path):
 def test_config_parameters_are_declared_by_their_nodes():
     from dgm_policy_ros.ros.mujoco_sim_node import PARAMETERS as SIM
     from dgm_policy_ros.ros.policy_node import PARAMETERS as POLICY
+    from dgm_policy_ros.ros.world_model_node import PARAMETERS as WORLD_MODEL
 
     declared = {'dgm_policy': set(POLICY) | {'use_sim_time'},
-                'mujoco_sim': set(SIM) | {'use_sim_time'}}
+                'mujoco_sim': set(SIM) | {'use_sim_time'},
+                'dgm_world_model': set(WORLD_MODEL) | {'use_sim_time'}}
     for path in (ROOT / 'config').glob('*.yaml'):
         data = yaml.safe_load(path.read_text())
         if not isinstance(data, dict):  # observation specs are lists of sources
