@@ -45,11 +45,19 @@ class BCQConfig(AlgoConfig):
 
 
 class ConditionalVAE(nn.Module):
-    """q(z | s, a) and p(a | s, z) over unit actions; the decoder ends in tanh."""
+    """q(z | s, a) and p(a | s, z) over unit actions; the decoder ends in tanh.
 
-    def __init__(self, obs_dim: int, out_dim: int, latent_dim: int, hidden) -> None:
+    ``kl_mean``: the KL term averaged over latent dimensions, as BCQ's paper code (and d3rlpy)
+    compute it; summed otherwise. With BCQ's weight 0.5 the sum is latent_dim times stronger,
+    enough to collapse the VAE onto the mean action: on halfcheetah mixed that gave BC's 3.6
+    instead of 58.0 (seed 0, 5000 steps; d3rlpy BCQ: 56.6).
+    """
+
+    def __init__(self, obs_dim: int, out_dim: int, latent_dim: int, hidden,
+                 kl_mean: bool = False) -> None:
         super().__init__()
         self.latent_dim = latent_dim
+        self.kl_mean = kl_mean
         self.encoder = mlp(obs_dim + out_dim, 2 * latent_dim, hidden)
         self.decoder = mlp(obs_dim + latent_dim, out_dim, hidden, out_activation=nn.Tanh)
 
@@ -69,7 +77,8 @@ class ConditionalVAE(nn.Module):
             recon = (err * mask).sum() / mask.sum().clamp(min=1)
         else:
             recon = err.mean()
-        kl = -0.5 * (1 + 2 * log_std - mean.pow(2) - std.pow(2)).sum(-1).mean()
+        kl = -0.5 * (1 + 2 * log_std - mean.pow(2) - std.pow(2))
+        kl = kl.mean() if self.kl_mean else kl.sum(-1).mean()
         return recon + kl_weight * kl, recon, kl
 
 
@@ -93,7 +102,8 @@ class BCQ(Algorithm):
     def __init__(self, cfg: BCQConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)
         latent = cfg.latent_dim or 2 * spec.act_dim
-        self.vae = ConditionalVAE(spec.obs_dim, spec.act_dim, latent, cfg.vae_hidden)
+        self.vae = ConditionalVAE(spec.obs_dim, spec.act_dim, latent, cfg.vae_hidden,
+                                  kl_mean=True)
         self.actor = Perturbation(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.phi)
         self.critic = TwinQ(spec.obs_dim, spec.act_dim, cfg.hidden)
         self.actor_target = make_target(self.actor)
