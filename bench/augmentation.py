@@ -30,10 +30,11 @@ ROOT = HERE.parent
 WORK = ROOT / 'runs' / 'augmentation'
 
 
-def dgm(*args: str) -> dict:
+def dgm(*args: str, summary: bool = True) -> dict:
+    """Run a dgm command; with ``summary``, the JSON it prints."""
     out = subprocess.run([sys.executable, '-m', 'dgm_policy_ros.cli.main', *args], check=True,
                          capture_output=True, text=True).stdout
-    return json.loads(out[out.index('{'):]) if '{' in out else {}
+    return json.loads(out[out.index('{'):]) if summary else {}
 
 
 def small_dataset(source: str, transitions: int) -> str:
@@ -64,17 +65,22 @@ def main() -> int:
     parser.add_argument('--synther-steps', type=int, default=10_000)
     parser.add_argument('--world-model-steps', type=int, default=5000)
     args = parser.parse_args()
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
+    # Finished stages are kept: an interrupted benchmark resumes after them.
+    WORK.mkdir(parents=True, exist_ok=True)
     data = small_dataset(args.dataset, args.transitions)
     synth = WORK / 'synther.safetensors'
-    dgm('augment-synther', '--dataset', data, '--steps', str(args.synther_steps), '--samples',
-        str(args.synthetic), '--out', str(synth), '--quiet')
-    dgm('train-world-model', '--model', 'wm_ensemble', '--dataset', data, '--steps',
-        str(args.world_model_steps), '--out', str(WORK / 'wm'), '--quiet', '--threads', '1')
-    dgm('train', '--algo', 'bc', '--dataset', data, '--steps', '5000', '--out',
-        str(WORK / 'bc'), '--eval-every', '-1', '--quiet', '--threads', '1')
-    dgm('export', str(WORK / 'bc'), '--out', str(WORK / 'bc-bundle'), '--no-fp16')
+    if not synth.is_file():
+        dgm('augment-synther', '--dataset', data, '--steps', str(args.synther_steps),
+            '--samples', str(args.synthetic), '--out', str(synth), '--quiet')
+    for name, cmd in (('wm', ['train-world-model', '--model', 'wm_ensemble', '--steps',
+                              str(args.world_model_steps)]),
+                      ('bc', ['train', '--algo', 'bc', '--steps', '5000', '--eval-every', '-1'])):
+        if not (WORK / name / 'model.safetensors').is_file():
+            shutil.rmtree(WORK / name, ignore_errors=True)
+            dgm(*cmd, '--dataset', data, '--out', str(WORK / name), '--quiet', '--threads', '1')
+    if not (WORK / 'bc-bundle').is_dir():
+        dgm('export', str(WORK / 'bc'), '--out', str(WORK / 'bc-bundle'), '--no-fp16',
+            summary=False)
     mopo = WORK / 'mopo.safetensors'
     mopo_info = dgm('augment-mopo', '--world-model', str(WORK / 'wm'), '--policy',
                     str(WORK / 'bc-bundle'), '--dataset', data, '--starts',
@@ -87,6 +93,7 @@ def main() -> int:
     for seed in args.seeds:
         for arm, extra in arms.items():
             run = WORK / f"{args.algo}-{arm.replace(' ', '').replace('+', '-')}-s{seed}"
+            shutil.rmtree(run, ignore_errors=True)
             result = dgm('train', '--algo', args.algo, '--dataset', data, '--steps',
                          str(args.steps), '--seed', str(seed), '--out', str(run),
                          '--eval-every', '0', '--eval-episodes', '10', '--threads', '1',
