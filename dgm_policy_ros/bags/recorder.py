@@ -30,6 +30,7 @@ def make_recorder_node(spec: RecordingSpec, writer: BagWriter, episodes: int = 0
     node = rclpy.create_node(node_name)
     node.done = threading.Event()
     node.episodes_seen = 0
+    node.recorded = {}  # topic -> subscription (get_publisher_count: who is matched)
     reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
     # Best effort, as observation publishers offer, but a deep queue: a recorder that falls
     # behind for a moment must not drop what it is there to keep.
@@ -54,9 +55,8 @@ def make_recorder_node(spec: RecordingSpec, writer: BagWriter, episodes: int = 0
         module, name = classes[kind]
         msg_class = getattr(importlib.import_module(module), name)
         qos = sensor if topic in observed else reliable
-        sub = node.create_subscription(msg_class, topic, callback(topic), qos, raw=True)
-        if topic == spec.action_topic:
-            node.command_subscription = sub
+        node.recorded[topic] = node.create_subscription(msg_class, topic, callback(topic), qos,
+                                                        raw=True)
     return node
 
 

@@ -54,9 +54,6 @@ PARAMETERS = {
                                      'command (lockstep)', PT.PARAMETER_DOUBLE)),
     'start_paused': (False, _desc('start paused (use ~/set_pause or ~/step_simulation)',
                                   PT.PARAMETER_BOOL)),
-    'wait_for_subscribers': (0, _desc('publish and step only once ~/observation has this many '
-                                      'subscribers (e.g. the policy and a recorder)',
-                                      PT.PARAMETER_INTEGER)),
 }
 
 
@@ -211,17 +208,13 @@ class MujocoSimNode(Node):
                 int(msg.layout.data_offset) == self.step_index:
             self._step(action)
 
-    def _ready(self) -> bool:
-        wanted = int(self.p['wait_for_subscribers'])
-        return wanted <= 0 or self.pub_obs.get_subscription_count() >= wanted
-
     def _on_tick(self) -> None:
-        if not self.paused and self._ready():
+        if not self.paused:
             self._step(self.command if self.command is not None
                        else np.zeros(self.env.action_space.shape))
 
     def _resend(self) -> None:
-        if not self.done and self._ready():
+        if not self.done and not self.paused:
             self._publish_state()  # lost observation or a late-joining policy
 
     # ---------------------------------------------------------------- services

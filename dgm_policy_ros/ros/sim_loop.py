@@ -41,12 +41,12 @@ def recording_spec_for_sim(obs_size: int, sim_node: str = SIM_NODE):
 
 
 def node_commands(bundle: Path, env_id: str, episodes: int, seed: int, lockstep: bool,
-                  spec_file: Path, backend: str = 'auto', subscribers: int = 0,
+                  spec_file: Path, backend: str = 'auto',
                   exploration_noise: float = 0.0) -> tuple[list[str], list[str]]:
     sim = [sys.executable, '-m', 'dgm_policy_ros.ros.mujoco_sim_node', '--ros-args',
            '-r', f'__node:={SIM_NODE}', '-p', f'env_id:={env_id}',
            '-p', f"mode:={'lockstep' if lockstep else 'realtime'}", '-p', f'seed:={seed}',
-           '-p', f'episodes:={episodes}', '-p', f'wait_for_subscribers:={subscribers}']
+           '-p', f'episodes:={episodes}']
     policy = [sys.executable, '-m', 'dgm_policy_ros.ros.policy_node', '--ros-args',
               '-r', f'__node:={POLICY_NODE}', '-p', f'model_file_path:={bundle}',
               '-p', f'observation_spec:={spec_file}', '-p', f'backend:={backend}',
@@ -89,11 +89,14 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     spec_file = work / 'observation_spec.yaml'
     spec_file.write_text(yaml.safe_dump(observation_spec_for_sim(manifest['observation']
                                                                  ['size'])))
-    # Recording: the simulator starts only once the policy and the recorder both listen, so
-    # the bag holds every step from the first.
     sim_cmd, policy_cmd = node_commands(bundle_path, env_id, episodes, seed, lockstep,
-                                        spec_file, backend, subscribers=2 if record else 0,
-                                        exploration_noise=exploration_noise)
+                                        spec_file, backend, exploration_noise=exploration_noise)
+    if record:
+        # Recording: the simulator starts paused and runs once the recorder is matched with
+        # every publisher, so the bag holds every step from the first. (Counting the
+        # simulator's subscribers instead can be fooled by a node of an earlier run still
+        # shutting down.)
+        sim_cmd += ['-p', 'start_paused:=true']
     ends: list[dict] = []
     diagnostics: dict[str, str] = {}
     finished = threading.Event()
@@ -133,14 +136,18 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     logs = {name: open(work / f'{name}.log', 'w') for name in ('sim', 'policy')}
     procs = []
     started = time.monotonic()
+    # Likewise, do not start among the nodes of a loop that is still shutting down.
+    if not _wait_quietly(lambda: not _loop_endpoints(node), 15.0):
+        raise RuntimeError('the nodes of another sim-in-the-loop run are still on this ROS '
+                           'domain (topics of /mujoco_sim); stop them or use another '
+                           'ROS_DOMAIN_ID')
     try:
         # The policy first: in lockstep the simulator waits for its commands anyway.
         procs.append(subprocess.Popen(policy_cmd, stdout=logs['policy'],
                                       stderr=subprocess.STDOUT))
-        if recorder is not None:  # the policy's commands reach the bag from the first one
-            _wait(lambda: recorder.command_subscription.get_publisher_count() > 0,
-                  procs[0], timeout_s, 'the recorder to match the policy node')
         procs.append(subprocess.Popen(sim_cmd, stdout=logs['sim'], stderr=subprocess.STDOUT))
+        if recorder is not None:
+            _start_recorded(node, recorder, procs, timeout_s)
         while not finished.wait(0.5):
             for proc, name in zip(procs, ('policy', 'sim')):
                 if proc.poll() is not None:
@@ -165,6 +172,9 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
                 proc.kill()
         for handle in logs.values():
             handle.close()
+        # Leave the graph as found: a loop started right after this one (tests, scripts)
+        # must not mistake these nodes, still being forgotten by DDS, for its own.
+        _wait_quietly(lambda: not _loop_endpoints(node), 15.0)
         executor.shutdown()
         node.destroy_node()
         if recorder is not None:
@@ -197,11 +207,41 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     return result
 
 
-def _wait(predicate, proc, timeout_s: float, what: str) -> None:
+def _loop_endpoints(node) -> int:
+    """Publishers of the loop's topics now on the graph (the simulator's and the policy's)."""
+    topics = (f'/{SIM_NODE}/observation', f'/{SIM_NODE}/reward',
+              '/forward_command_controller/commands')
+    return sum(node.count_publishers(topic) for topic in topics)
+
+
+def _wait_quietly(predicate, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while not predicate():
-        if proc.poll() is not None:
-            raise RuntimeError(f'a node exited ({proc.returncode}) while waiting for {what}')
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _start_recorded(node, recorder, procs, timeout_s: float) -> None:
+    """Unpause the simulator once the recorder hears every topic's publisher."""
+    from std_srvs.srv import SetBool
+
+    _wait(lambda: all(sub.get_publisher_count() > 0 for sub in recorder.recorded.values()),
+          procs, timeout_s, 'the recorder to match the simulator and the policy node')
+    client = node.create_client(SetBool, f'/{SIM_NODE}/set_pause')
+    _wait(client.service_is_ready, procs, timeout_s, "the simulator's set_pause service")
+    future = client.call_async(SetBool.Request(data=False))
+    _wait(future.done, procs, timeout_s, 'the simulator to start')
+
+
+def _wait(predicate, procs, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f'a node exited ({proc.returncode}) while waiting for '
+                                   f'{what}')
         if time.monotonic() > deadline:
             raise TimeoutError(f'timed out waiting for {what}')
         time.sleep(0.05)
