@@ -82,8 +82,9 @@ class ConversionReport:
     held_actions: int = 0
     missing_rewards: int = 0
 
-    def drop(self, reason: str) -> None:
-        self.dropped_steps[reason] = self.dropped_steps.get(reason, 0) + 1
+    def drop(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.dropped_steps[reason] = self.dropped_steps.get(reason, 0) + n
 
     def to_dict(self) -> dict[str, Any]:
         return {'steps': self.steps, 'episodes': self.episodes,
@@ -115,8 +116,7 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
         return []
     kept = [pacing[0]] + [m for prev, m in zip(pacing, pacing[1:])
                           if not _is_resend(m.msg, prev.msg)]
-    for _ in range(len(pacing) - len(kept)):
-        report.drop('repeated observation')
+    report.drop('repeated observation', len(pacing) - len(kept))
     pacing = kept
     t_steps = _times(pacing, cfg)
     others = {s.topic: (_times(streams[s.topic], cfg), streams[s.topic]) for s in sources[1:]}

@@ -15,7 +15,7 @@ from pathlib import Path
 import threading
 import time
 
-from dgm_policy_ros.bags.topics import RecordingSpec
+from dgm_policy_ros.bags.topics import ROS_TYPES, RecordingSpec
 from dgm_policy_ros.bags.writer import BagWriter
 
 
@@ -24,8 +24,6 @@ def make_recorder_node(spec: RecordingSpec, writer: BagWriter, episodes: int = 0
     """An rclpy node feeding ``writer``; ``node.done`` is set after ``episodes`` episodes."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-
-    from dgm_policy_ros.ros.observation_spec import MESSAGE_TYPES
 
     node = rclpy.create_node(node_name)
     node.done = threading.Event()
@@ -37,8 +35,6 @@ def make_recorder_node(spec: RecordingSpec, writer: BagWriter, episodes: int = 0
     sensor = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT,
                         durability=qos_profile_sensor_data.durability)
     observed = {s.topic for s in spec.sources()}
-    classes = {**MESSAGE_TYPES, 'std_msgs/Float64': ('std_msgs.msg', 'Float64'),
-               'std_msgs/String': ('std_msgs.msg', 'String')}
 
     def callback(topic: str):
         def on_message(data: bytes) -> None:
@@ -52,8 +48,8 @@ def make_recorder_node(spec: RecordingSpec, writer: BagWriter, episodes: int = 0
         return on_message
 
     for topic, kind in spec.topics().items():
-        module, name = classes[kind]
-        msg_class = getattr(importlib.import_module(module), name)
+        package, _, name = ROS_TYPES[kind].split('/')  # e.g. sensor_msgs/msg/JointState
+        msg_class = getattr(importlib.import_module(f'{package}.msg'), name)
         qos = sensor if topic in observed else reliable
         node.recorded[topic] = node.create_subscription(msg_class, topic, callback(topic), qos,
                                                         raw=True)

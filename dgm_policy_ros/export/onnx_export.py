@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from dgm_policy_ros.runtime.bundle import FORMAT_VERSION, MANIFEST, load_bundle
-from dgm_policy_ros.training.trainer import load_run
+from dgm_policy_ros.training.trainer import load_run, trained_weights
 from dgm_policy_ros.utils.atomic import atomic_directory, atomic_write_yaml
 from dgm_policy_ros.utils.hashing import sha256_file
 from dgm_policy_ros.utils.versions import package_versions
@@ -151,14 +151,8 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
         if hasattr(algo, 'log_prob'):
             graphs['log_prob'] = 'log_prob.onnx'
             _export_log_prob(algo, tmp / 'log_prob.onnx', rng)
-        # The trained model travels with its graphs, so `dgm retrain` can fine-tune it from
-        # the bundle alone (weights as safetensors, config and spec as YAML/JSON).
-        (tmp / 'training').mkdir()
-        for name in ('model.safetensors', 'config.yaml', 'spec.json'):
-            shutil.copyfile(_trained_file(run_dir, name), tmp / 'training' / name)
         files = {name: sha256_file(tmp / name) for name in graphs.values()}
-        files.update({f'training/{name}': sha256_file(tmp / 'training' / name)
-                      for name in ('model.safetensors', 'config.yaml', 'spec.json')})
+        files.update(copy_trained_model(run_dir, tmp))
         manifest = _manifest(algo, cfg, info, result, names, noise_specs, graphs, files,
                              errors, control_rate_hz or _control_rate(env_id), run_dir, parent)
         manifest['deploy_overrides'] = dict(overrides or {})
@@ -184,12 +178,17 @@ def _export_sampling_steps(algo, folder: Path, rng: np.random.Generator,
             'steps': algo.sampler.coefficients()}
 
 
-def _trained_file(run_dir: Path, name: str) -> Path:
-    path = run_dir / name
-    if name == 'model.safetensors' and not path.is_file():  # a run stopped early
-        latest = json.loads((run_dir / 'checkpoints' / 'latest.json').read_text())
-        path = run_dir / 'checkpoints' / latest['weights']
-    return path
+def copy_trained_model(run_dir: Path, bundle: Path) -> dict[str, str]:
+    """Put the trained model beside its graphs (``training/``: safetensors weights, config
+    and spec), so `dgm retrain` can fine-tune it from the bundle alone; their hashes."""
+    (bundle / 'training').mkdir()
+    sources = {'model.safetensors': trained_weights(run_dir),
+               'config.yaml': run_dir / 'config.yaml', 'spec.json': run_dir / 'spec.json'}
+    hashes = {}
+    for name, source in sources.items():
+        shutil.copyfile(source, bundle / 'training' / name)
+        hashes[f'training/{name}'] = sha256_file(bundle / 'training' / name)
+    return hashes
 
 
 class _LogProb(torch.nn.Module):

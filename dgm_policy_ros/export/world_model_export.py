@@ -10,9 +10,7 @@ a residual into an anomaly score (``WorldModelRunner.anomaly``).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
-import shutil
 from typing import Any
 
 import numpy as np
@@ -23,7 +21,8 @@ from dgm_policy_ros.export.onnx_export import (
     OPSET,
     PARITY_ATOL,
     ExportError,
-    _trained_file,
+    _read_json,
+    copy_trained_model,
     export_onnx,
     max_abs_error,
 )
@@ -86,14 +85,9 @@ def export_world_model(run_dir: str | Path, out: str | Path, overwrite: bool = F
         error = max_abs_error(tmp / 'world_model.onnx', module, _inputs(model, 64, rng), names)
         if error > PARITY_ATOL * 10:
             raise ExportError(f'ONNX Runtime differs from torch by {error:.3g} on {run_dir}')
-        (tmp / 'training').mkdir()
-        for name in ('model.safetensors', 'config.yaml', 'spec.json'):
-            shutil.copyfile(_trained_file(run_dir, name), tmp / 'training' / name)
-        files = {name: sha256_file(tmp / name) for name in (
-            'world_model.onnx', 'training/model.safetensors', 'training/config.yaml',
-            'training/spec.json')}
-        result = json.loads((run_dir / 'result.json').read_text()) \
-            if (run_dir / 'result.json').is_file() else {}
+        files = {'world_model.onnx': sha256_file(tmp / 'world_model.onnx'),
+                 **copy_trained_model(run_dir, tmp)}
+        result = _read_json(run_dir / 'result.json')
         manifest: dict[str, Any] = {
             'format_version': FORMAT_VERSION, 'kind': 'world_model', 'algorithm': cfg.algo,
             'family': model.family,

@@ -87,9 +87,6 @@ class DecisionTransformer(Algorithm):
                                               'mask'), 'zeros', float(self.target_return),
                            self.cfg.max_timestep)
 
-    def _unit_actions_of(self, actions: torch.Tensor) -> torch.Tensor:
-        return self.act_scale.to_unit(actions).clamp(-1.0, 1.0)
-
     def forward_sequence(self, obs, past_actions, returns_to_go, timesteps, mask):
         """Unit actions predicted at every step of the window, (B, K, A)."""
         b, k, _ = obs.shape
@@ -97,7 +94,7 @@ class DecisionTransformer(Algorithm):
         t = timesteps.clamp(0, self.cfg.max_timestep - 1).long()
         time = self.embed_time(t)
         s = self.embed_state(self.obs_norm(obs)) + time
-        a = self.embed_action(self._unit_actions_of(past_actions)) + time
+        a = self.embed_action(self.unit_actions(past_actions)) + time
         r = self.embed_return(returns_to_go / self.rtg_scale) + time
         tokens = torch.stack([r, s, a], dim=2).reshape(b, 3 * k, -1)  # R_1 s_1 a_1 R_2 ...
         valid = mask.unsqueeze(-1).expand(b, k, 3).reshape(b, 3 * k)
@@ -113,7 +110,7 @@ class DecisionTransformer(Algorithm):
         timesteps = batch['timesteps'].float()
         pred = self.forward_sequence(batch['observations'], batch['actions'],
                                      batch['returns_to_go'], timesteps, mask)
-        target = self._unit_actions_of(batch['actions'])
+        target = self.unit_actions(batch['actions'])
         err = F.mse_loss(pred, target, reduction='none').mean(-1)
         loss = (err * mask).sum() / mask.sum().clamp(min=1)
         self.steps += 1

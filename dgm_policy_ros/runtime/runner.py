@@ -29,6 +29,24 @@ class ObservationError(ValueError):
         self.reason = reason
 
 
+def check_vectors(values, size: int, name: str = 'observation') -> np.ndarray:
+    """(size,) or (B, size) finite numbers as a float32 (B, size) batch, or ObservationError."""
+    try:
+        arr = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ObservationError('not numeric', f'{name}: {exc}') from exc
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != size:
+        raise ObservationError('wrong size', f'{name}: expected {size} values, got shape '
+                               f'{tuple(np.shape(values))}')
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ObservationError('non-finite', f'{name} element {int(bad[-1])} is '
+                               f'{arr[tuple(bad)]}')
+    return arr
+
+
 class PolicyRunner:
     def __init__(self, bundle: Bundle | str | Path, backend: str = 'auto', seed: int = 0,
                  threads: int = 1, engine_path: Path | None = None,
@@ -89,21 +107,7 @@ class PolicyRunner:
 
     # ------------------------------------------------------------------ checks
     def validate(self, obs) -> np.ndarray:
-        try:
-            arr = np.asarray(obs, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise ObservationError('not numeric', str(exc)) from exc
-        size = self.bundle.obs_size
-        if arr.ndim == 1:
-            arr = arr[None]
-        if arr.ndim != 2 or arr.shape[1] != size:
-            raise ObservationError('wrong size', f'expected {size} values, got shape '
-                                   f'{tuple(np.shape(obs))}')
-        if not np.isfinite(arr).all():
-            bad = np.argwhere(~np.isfinite(arr))[0]
-            raise ObservationError('non-finite', f'observation element {int(bad[-1])} is '
-                                   f'{arr[tuple(bad)]}')
-        return arr
+        return check_vectors(obs, self.bundle.obs_size)
 
     def validate_window(self, inputs) -> dict[str, np.ndarray]:
         """A batch of history windows {input name: (B, ...)} checked like observations."""

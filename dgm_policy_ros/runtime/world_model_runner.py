@@ -17,7 +17,7 @@ import numpy as np
 
 from dgm_policy_ros.runtime.backends import make_backend
 from dgm_policy_ros.runtime.bundle import Bundle, BundleError, load_bundle
-from dgm_policy_ros.runtime.runner import ObservationError
+from dgm_policy_ros.runtime.runner import ObservationError, check_vectors
 
 
 class WorldModelRunner:
@@ -36,20 +36,10 @@ class WorldModelRunner:
         self.obs_std = np.asarray(self.bundle.manifest['normalization']['obs_std'], np.float32)
         self.residual_scale = float(self.bundle.manifest['residual_scale'])
 
-    def _check(self, name: str, values, size: int) -> np.ndarray:
-        arr = np.asarray(values, dtype=np.float32)
-        arr = arr[None] if arr.ndim == 1 else arr
-        if arr.ndim != 2 or arr.shape[1] != size:
-            raise ObservationError('wrong size', f'{name}: expected {size} values, got shape '
-                                   f'{np.shape(values)}')
-        if not np.isfinite(arr).all():
-            raise ObservationError('non-finite', f'{name} holds non-finite values')
-        return arr
-
     def predict(self, obs, action) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(next observations (B, O), rewards (B,), uncertainties (B,))."""
-        obs = self._check('observation', obs, self.bundle.obs_size)
-        action = self._check('action', action, self.bundle.act_size)
+        obs = check_vectors(obs, self.bundle.obs_size)
+        action = check_vectors(action, self.bundle.act_size, 'action')
         if len(obs) != len(action):
             raise ObservationError('wrong size', f'{len(obs)} observations, {len(action)} '
                                    'actions')
@@ -64,6 +54,6 @@ class WorldModelRunner:
     def anomaly(self, obs, action, next_obs) -> np.ndarray:
         """How surprising ``next_obs`` is after ``action`` in ``obs`` (B,); ~1 is normal."""
         predicted, _, uncertainty = self.predict(obs, action)
-        observed = self._check('next observation', next_obs, self.bundle.obs_size)
+        observed = check_vectors(next_obs, self.bundle.obs_size, 'next observation')
         residual = np.linalg.norm((observed - predicted) / self.obs_std, axis=1)
         return residual / (self.residual_scale + uncertainty)

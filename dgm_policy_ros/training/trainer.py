@@ -104,13 +104,18 @@ def load_run(run_dir: str | os.PathLike, weights: str = 'model.safetensors',
         cfg = dataclasses.replace(cfg, algo_config={**cfg.algo_config, **overrides})
     info = json.loads((run_dir / 'spec.json').read_text())
     algo = get_algorithm(cfg.algo)(cfg.algorithm_config(), spec_from_dict(info['spec']))
+    load_weights(trained_weights(run_dir, weights), algo)
+    algo.eval()
+    return algo, cfg, info
+
+
+def trained_weights(run_dir: Path, weights: str = 'model.safetensors') -> Path:
+    """The run's final weights, or its latest checkpoint's for a run stopped early."""
     path = run_dir / weights
     if not path.is_file():
         ckpt = json.loads((run_dir / 'checkpoints' / 'latest.json').read_text())
         path = run_dir / 'checkpoints' / ckpt['weights']
-    load_weights(path, algo)
-    algo.eval()
-    return algo, cfg, info
+    return path
 
 
 def _read_yaml(path: Path) -> dict:
