@@ -7,7 +7,7 @@ STAMP := $(VENV)/.dgm-installed
 EXTRAS ?= train,sim,bags,ros-wheels,test
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint bench-deps bench-datasets clean
+.PHONY: venv demo test lint bench-deps bench-datasets retrain-loop clean
 
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,19 @@ bench-deps: $(STAMP)
 
 bench-datasets: $(STAMP)
 	$(BIN)/python bench/datasets.py --envs Hopper-v5 HalfCheetah-v5 --steps-per-dataset 100000
+
+# The retraining loop in one command (README, "The retraining loop"): the default policy with
+# exploration noise in sim-in-the-loop, recorded; the bag converted; the policy fine-tuned on it
+# plus its original data, and both scored. Needs the bench datasets (make bench-datasets).
+LOOP ?= data/retrain-loop
+retrain-loop: $(STAMP)
+	rm -rf $(LOOP)
+	$(BIN)/dgm sim-loop --bundle models/hopper_flow_bc --episodes 10 --lockstep \
+		--exploration-noise 0.1 --record $(LOOP)/bag --plot $(LOOP)/loop.png
+	$(BIN)/dgm bag2minari $(LOOP)/bag --spec config/sim_recording.yaml \
+		--dataset robot/hopper/retrain-loop-v0 --env Hopper-v5 --overwrite
+	$(BIN)/dgm retrain --bundle models/hopper_flow_bc --dataset robot/hopper/retrain-loop-v0 \
+		--mix-original --steps 5000 --out $(LOOP)/run --bundle-out $(LOOP)/bundle --quiet
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -106,24 +106,27 @@ def table(jobs, steps) -> str:
             rows.setdefault((dataset, impl, algo), []).append(json.loads(path.read_text()))
     datasets = sorted({j[2] for j in jobs})
     lines = [f'Normalized score (mean ± std over seeds; each seed the mean of its evaluation '
-             f'episodes) after {steps} gradient steps; gradient steps/s on one CPU thread.', '']
+             f'episodes) after {steps} gradient steps; training wall time per run (median, '
+             'evaluation excluded) and gradient steps/s on one CPU thread.', '']
     header = '| algorithm | ' + ' | '.join(d.split('/', 1)[1] for d in datasets) + \
-        ' | steps/s | seeds |'
-    lines += [header, '|' + '---|' * (len(datasets) + 3)]
+        ' | train s | steps/s | seeds |'
+    lines += [header, '|' + '---|' * (len(datasets) + 4)]
     algos = [('ours', a) for a in OURS] + [('d3rlpy', a) for a in D3RLPY]
     for impl, algo in algos:
-        cells, speeds, n = [], [], set()
+        cells, speeds, walls, n = [], [], [], set()
         for d in datasets:
             runs = rows.get((d, impl, algo), [])
             scores = [r['score_mean'] for r in runs]
             speeds += [r['steps_per_s'] for r in runs]
+            walls += [r['train_s'] for r in runs]
             n.add(len(runs))
             cells.append(f'{np.mean(scores):.1f} ± {np.std(scores):.1f}' if scores else '–')
         if not speeds:
             continue
         label = f'{algo}' if impl == 'ours' else f'd3rlpy {algo}'
         lines.append(f'| {label} | ' + ' | '.join(cells) +
-                     f' | {np.median(speeds):.0f} | {"/".join(map(str, sorted(n)))} |')
+                     f' | {np.median(walls):.0f} | {np.median(speeds):.0f} | '
+                     f'{"/".join(map(str, sorted(n)))} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -165,9 +168,10 @@ def main() -> int:
     body = table(jobs, args.steps)
     missing = sum(not cache_path(*j, args.steps).is_file() for j in jobs)
     if missing:
-        body = (f'**Partial: {len(jobs) - missing} of {len(jobs)} runs done** (the rest are '
-                'resumed by running the same command again; finished runs are cached in '
-                'bench/results/policies_runs/).\n\n' + body)
+        body = (f'**Partial: {len(jobs) - missing} of {len(jobs)} runs done** (the rest run '
+                f'with `python bench/policies.py --steps {args.steps}`, which skips the runs '
+                'cached in bench/results/policies_runs/; `--table-only` only rebuilds this '
+                'table).\n\n' + body)
     body += ('\nSettings: our bc/td3bc/bcq use the same widths, batch sizes and candidate '
              "counts as d3rlpy's BC/TD3PlusBC/BCQ (bench/policies.py, bench/d3rlpy_job.py); "
              'd3rlpy IQL scales rewards by 1000/(return range) as in its D4RL reproduction; '
