@@ -140,3 +140,35 @@ def test_runner_keeps_the_history_and_matches_torch(bundles):  # noqa: F811
         runner.infer(bad)
     with pytest.raises(ObservationError, match='sequence policy'):
         runner.infer(np.zeros((1, OBS_DIM)))
+
+
+@pytest.mark.parametrize('selection', ['argmax', 'expectile'])
+def test_q_guided_selection_picks_by_q_and_draws_by_expectile_weights(selection):
+    import torch
+
+    algo = _make('idql', selection=selection, n_candidates=4, expectile=0.8)
+    # A scripted critic: Q of a candidate is its first component, V = 0.
+    algo.critic.q_min = lambda obs, act: act[:, 0]
+    algo.value.forward = lambda obs: torch.zeros(obs.shape[0])
+    # The denoiser's candidates, made to order: first components -0.5, 0.1, -0.2, 0.4.
+    first = torch.tensor([-0.5, 0.1, -0.2, 0.4])
+    algo.sample = lambda denoiser, obs_n, noise: torch.stack(
+        [first.repeat(obs_n.shape[0] // 4), torch.zeros(obs_n.shape[0])], 1)
+    names = [n.name for n in algo.noise_specs()]
+    b = 2000
+    obs = torch.zeros(b, OBS_DIM)
+    noise = torch.zeros(b, 4, 2)
+    u = torch.linspace(0, 1, b + 1)[:-1, None]  # evenly over [0, 1): exact frequencies
+    with torch.no_grad():
+        if selection == 'argmax':
+            assert names == ['candidate_noise']
+            chosen = algo.unit_actions(algo.act(obs, noise))[:, 0, 0]
+            torch.testing.assert_close(chosen, torch.full((b,), 0.4))
+            return
+        assert names == ['candidate_noise', 'selection_noise']
+        chosen = algo.unit_actions(algo.act(obs, noise, u))[:, 0, 0]
+    # Weights 0.2, 0.8, 0.2, 0.8 (Q > V = 0 for the 2nd and 4th): drawn 10%, 40%, 10%, 40%.
+    share = [(chosen - v).abs().lt(1e-5).float().mean().item() for v in first.tolist()]
+    np.testing.assert_allclose(share, [0.1, 0.4, 0.1, 0.4], atol=1e-3)
+    with pytest.raises(Exception, match='selection must be one of'):
+        _make('diffusion_ql', selection='expectile')

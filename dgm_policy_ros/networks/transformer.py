@@ -36,15 +36,18 @@ class CausalSelfAttention(nn.Module):
         return self.resid_drop(self.proj(out))
 
 
+ACTIVATIONS = {'relu': nn.ReLU, 'gelu': nn.GELU}
+
+
 class Block(nn.Module):
     """Pre-LayerNorm transformer block."""
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, activation: str = 'relu') -> None:
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = CausalSelfAttention(dim, heads, dropout)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim),
-                                 nn.Dropout(dropout))
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), ACTIVATIONS[activation](),
+                                 nn.Linear(4 * dim, dim), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), bias)
@@ -53,23 +56,41 @@ class Block(nn.Module):
 
 class CausalTransformer(nn.Module):
     """``forward(tokens (B, N, D), valid (B, N)) -> (B, N, D)``: each token attends to the
-    valid tokens at or before its position."""
+    valid tokens at or before its position.
+
+    No positional embedding of its own: the caller adds what position means to it (Decision
+    Transformer's timestep embedding, as the paper removes GPT-2's token positions). Weights
+    start as GPT-2's, N(0, 0.02), which trains markedly faster here than PyTorch's default
+    (bench/results/policies.md, dt rows).
+    """
 
     def __init__(self, dim: int, layers: int, heads: int, max_tokens: int,
-                 dropout: float) -> None:
+                 dropout: float, activation: str = 'relu') -> None:
         super().__init__()
-        self.position = nn.Parameter(torch.zeros(1, max_tokens, dim))
+        if activation not in ACTIVATIONS:
+            raise ValueError(f'activation must be one of {sorted(ACTIVATIONS)}, '
+                             f'got {activation!r}')
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout, activation)
+                                    for _ in range(layers))
         self.ln_f = nn.LayerNorm(dim)
         causal = torch.tril(torch.ones(max_tokens, max_tokens))
         self.register_buffer('causal', causal, persistent=False)
+        self.apply(gpt2_init)
 
     def forward(self, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         n = tokens.shape[1]
         allowed = self.causal[:n, :n].unsqueeze(0) * valid.unsqueeze(1)  # (B, N, N)
         bias = ((1.0 - allowed) * MASKED).unsqueeze(1)  # broadcast over heads
-        x = self.drop(tokens + self.position[:, :n])
+        x = self.drop(tokens)
         for block in self.blocks:
             x = block(x, bias)
         return self.ln_f(x)
+
+
+def gpt2_init(module: nn.Module) -> None:
+    """GPT-2's initialization: linear and embedding weights N(0, 0.02), zero biases."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if getattr(module, 'bias', None) is not None:
+            nn.init.zeros_(module.bias)

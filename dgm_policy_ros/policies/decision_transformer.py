@@ -20,7 +20,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from dgm_policy_ros.config import ConfigError
-from dgm_policy_ros.networks.transformer import CausalTransformer
+from dgm_policy_ros.networks.transformer import CausalTransformer, gpt2_init
 from dgm_policy_ros.runtime.history import HistorySpec
 from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec
 
@@ -34,6 +34,7 @@ class DTConfig(AlgoConfig):
     layers: int = 3
     heads: int = 1
     dropout: float = 0.1
+    activation: str = 'relu'  # of the transformer's MLPs: 'relu' (the paper's) or 'gelu'
     weight_decay: float = 1e-4
     warmup_steps: int = 1000  # linear learning-rate warm-up
     grad_clip: float = 0.25
@@ -48,6 +49,8 @@ class DTConfig(AlgoConfig):
         if self.embed_dim % self.heads:
             raise ConfigError(f'DTConfig.embed_dim ({self.embed_dim}) must be divisible by '
                               f'heads ({self.heads})')
+        if self.activation not in ('relu', 'gelu'):
+            raise ConfigError("DTConfig.activation must be 'relu' or 'gelu'")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError('DTConfig.dropout must be in [0, 1)')
         if self.rtg_scale is not None and not self.rtg_scale > 0:
@@ -73,8 +76,9 @@ class DecisionTransformer(Algorithm):
         self.embed_return = nn.Linear(1, d)
         self.embed_time = nn.Embedding(cfg.max_timestep, d)
         self.embed_ln = nn.LayerNorm(d)
+        self.embed_time.apply(gpt2_init)
         self.transformer = CausalTransformer(d, cfg.layers, cfg.heads, 3 * cfg.context,
-                                             cfg.dropout)
+                                             cfg.dropout, cfg.activation)
         self.head = nn.Sequential(nn.Linear(d, spec.act_dim), nn.Tanh())
         self.opt = torch.optim.AdamW(self.parameters(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)

@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """What the Q-guided diffusion policies (``idql``, ``diffusion_ql``) share: a diffusion model
-over single actions and a twin-Q critic that picks the best of ``n_candidates`` sampled actions.
+over single actions and a twin-Q critic that picks one of ``n_candidates`` sampled actions.
 
-The pick is the argmax of min(Q1, Q2) (the deterministic form of the papers' Q-weighted
-resampling, which would need one more random input for the same ranking signal), so the
-deployed graph, sampler, critic and selection together, is deterministic given its explicit
-candidate noise.
+``selection``: ``argmax`` takes the candidate of highest min(Q1, Q2); a subclass may add a
+weighted draw (``idql``'s ``expectile``), made inside the graph from an explicit uniform input
+(``selection_noise``) by inverting the weights' CDF. Either way the deployed graph, sampler,
+critic and selection together, is deterministic given its explicit noise inputs.
 """
 from __future__ import annotations
 
@@ -32,10 +32,15 @@ class QDiffusionConfig(AlgoConfig):
     gamma: float = 0.99
     tau: float = 0.005
     critic_lr: float = 3e-4
+    selection: str = 'argmax'
+
+    selections = ('argmax',)  # what this algorithm offers
 
     def validate(self) -> None:
         super().validate()
         name = type(self).__name__
+        if self.selection not in self.selections:
+            raise ConfigError(f'{name}.selection must be one of {self.selections}')
         if not 1 <= self.sampling_steps <= self.diffusion_steps:
             raise ConfigError(f'{name}: need 1 <= sampling_steps <= diffusion_steps')
         if self.schedule not in ('cosine', 'linear'):
@@ -65,21 +70,36 @@ class QGuidedDiffusion(Algorithm):
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
 
     def noise_specs(self) -> list[NoiseSpec]:
-        return [NoiseSpec('candidate_noise', (self.cfg.n_candidates, self.spec.act_dim),
-                          'normal')]
+        specs = [NoiseSpec('candidate_noise', (self.cfg.n_candidates, self.spec.act_dim),
+                           'normal')]
+        if self.cfg.selection != 'argmax':
+            specs.append(NoiseSpec('selection_noise', (1,), 'uniform'))
+        return specs
 
     def sample(self, denoiser, obs_n: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Unit actions (B, A) from normalized observations (B, O) and noise (B, A)."""
         return self.sampler(lambda x, t: denoiser(x, t, obs_n), noise).clamp(-1.0, 1.0)
 
-    def act(self, obs: torch.Tensor, candidate_noise: torch.Tensor) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, candidate_noise: torch.Tensor,
+            selection_noise: torch.Tensor | None = None) -> torch.Tensor:
         b, n, a = candidate_noise.shape
         obs_n = self.obs_norm(obs).unsqueeze(1).expand(b, n, obs.shape[-1]).reshape(b * n, -1)
         candidates = self.sample(self.denoiser, obs_n, candidate_noise.reshape(b * n, a))
         q = self.critic.q_min(obs_n, candidates).view(b, n)
-        best = q.argmax(dim=1).view(b, 1, 1).expand(b, 1, a)
-        chosen = torch.gather(candidates.view(b, n, a), 1, best)  # (B, 1, A)
+        if self.cfg.selection == 'argmax':
+            pick = q.argmax(dim=1)
+        else:
+            weights = self.selection_weights(self.obs_norm(obs), q)
+            cdf = torch.cumsum(weights, 1) / weights.sum(1, keepdim=True)
+            # The first index whose CDF exceeds u (u in [0, 1)): a categorical draw.
+            pick = (cdf <= selection_noise).sum(1).clamp(max=n - 1)
+        index = pick.view(b, 1, 1).expand(b, 1, a)
+        chosen = torch.gather(candidates.view(b, n, a), 1, index)  # (B, 1, A)
         return self.act_scale.from_unit(chosen)
+
+    def selection_weights(self, obs_n: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Unnormalized (B, N) weights of the candidates for a weighted ``selection``."""
+        raise NotImplementedError(f'{self.name} has no weighted selection')
 
     def behaviour_loss(self, obs_n: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """The DDPM objective on dataset actions (behaviour cloning)."""

@@ -32,8 +32,9 @@ class NoiseInput:
     """An explicit noise input of a graph (shape without the batch dimension).
 
     ``distribution`` says how it is drawn: ``normal`` (standard normal, clipped to ``clip``
-    when set) or ``zeros`` (the distribution's mode; deterministic). Training (``predict``)
-    and the runtime draw through this one class, so they agree.
+    when set), ``uniform`` (on [0, 1): the draw of a categorical choice inside the graph) or
+    ``zeros`` (the distribution's mode; deterministic). Training (``predict``) and the
+    runtime draw through this one class, so they agree.
     """
 
     name: str
@@ -42,7 +43,7 @@ class NoiseInput:
     clip: float | None = None
 
     def __post_init__(self) -> None:
-        if self.distribution not in ('normal', 'zeros'):
+        if self.distribution not in ('normal', 'uniform', 'zeros'):
             raise ValueError(f'noise {self.name}: unknown distribution {self.distribution!r}')
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,6 +54,8 @@ class NoiseInput:
         shape = (batch, *self.shape)
         if self.distribution == 'zeros':
             return np.zeros(shape, np.float32)
+        if self.distribution == 'uniform':
+            return rng.random(shape, dtype=np.float32)
         noise = rng.standard_normal(shape).astype(np.float32)
         return np.clip(noise, -self.clip, self.clip) if self.clip else noise
 
