@@ -12,7 +12,7 @@ drawn with weight ``expectile`` where Q(s, a) > V(s) and ``1 - expectile`` elsew
 leans towards better-than-average actions without chasing the critic's maximum: a critic
 trained for few steps has learned only a short-horizon return (on hopper after 5000 steps
 its Q correlates 0.98 with the 25-step return and 0.02 with the full one), and its argmax
-over 32 candidates picks greedy actions that make the hopper fall (bench/results/idql.md).
+over 32 candidates picks greedy actions that make the hopper fall (bench/results/q_selection.md).
 """
 from __future__ import annotations
 

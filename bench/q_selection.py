@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: Apache-2.0
+"""How a Q-guided diffusion policy should pick among its candidates (bench/results/
+q_selection.md).
+
+One trained ``idql`` run per dataset (the policy benchmark's, or trained here), exported once
+per selection rule and candidate count from the same weights (``dgm export --set``), each
+bundle scored in MuJoCo through the deployment runner. ``argmax`` over one candidate is the
+diffusion behaviour model alone. Next to it, what the critic has learned: the correlation of
+its Q on the dataset's own (state, action) pairs with the discounted Monte-Carlo return, in
+full and truncated to ``--horizon`` steps, which tells whether its target network has had
+time to propagate the whole return.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import sys
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import write_result  # noqa: E402
+from diffusion_steps import ensure_run  # noqa: E402
+
+VARIANTS = [('argmax', 1), ('argmax', 4), ('argmax', 32), ('expectile', 32)]
+
+
+def discounted(rewards: np.ndarray, gamma: float, horizon: int | None = None) -> np.ndarray:
+    """Discounted return from every step, optionally of only the next ``horizon`` rewards."""
+    out = np.zeros(len(rewards))
+    acc = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = rewards[t] + gamma * acc
+        out[t] = acc
+    if horizon:
+        later = np.concatenate([out[horizon:], np.zeros(min(horizon, len(out)))])[:len(out)]
+        out = out - gamma ** horizon * later
+    return out
+
+
+def critic_fit(run: Path, dataset: str, horizon: int, episodes: int = 20) -> dict[str, float]:
+    import minari
+    import torch
+
+    from dgm_policy_ros.training.trainer import load_run
+
+    algo, cfg, _ = load_run(run)
+    gamma = cfg.algorithm_config().gamma
+    data = minari.load_dataset(dataset)
+    picked = np.linspace(0, data.total_episodes - 1, episodes).astype(int).tolist()
+    eps = list(data.iterate_episodes(picked))
+    obs = torch.as_tensor(np.concatenate([e.observations[:-1] for e in eps]), dtype=torch.float32)
+    act = torch.as_tensor(np.concatenate([e.actions for e in eps]), dtype=torch.float32)
+    full = np.concatenate([discounted(e.rewards, gamma) for e in eps])
+    short = np.concatenate([discounted(e.rewards, gamma, horizon) for e in eps])
+    with torch.no_grad():
+        q = algo.critic.q_min(algo.obs_norm(obs), algo.unit_actions(act)).numpy()
+    return {'q': q.mean(), 'full': full.mean(), 'short': short.mean(),
+            'corr_full': np.corrcoef(q, full)[0, 1], 'corr_short': np.corrcoef(q, short)[0, 1]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--datasets', nargs='+',
+                        default=['dgm/hopper/medium-v0', 'dgm/halfcheetah/medium-v0'])
+    parser.add_argument('--runs', nargs='*', default=[],
+                        help='idql run folders, one per dataset (default: the policy '
+                             "benchmark's seed-0 runs, trained here if missing)")
+    parser.add_argument('--train-steps', type=int, default=5000)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--episodes', type=int, default=10)
+    parser.add_argument('--horizon', type=int, default=25)
+    args = parser.parse_args()
+
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.runtime import PolicyRunner
+    from dgm_policy_ros.sim.evaluate import evaluate_runner
+
+    root = HERE.parent / 'runs'
+    lines = [f'`idql` trained {args.train_steps} steps (seed {args.seed}, batch 256, the '
+             "policy benchmark's settings); one bundle per selection rule and candidate count "
+             'from the same weights, scored through the deployment runner (normalized score, '
+             f'mean ± std over {args.episodes} episodes). argmax of 1 candidate is the '
+             'diffusion behaviour model alone; expectile draws a candidate with weight tau '
+             "where Q > V and 1 - tau elsewhere (the IDQL paper's implicit policy).", '',
+             '| dataset | ' + ' | '.join(f'{r} of {n}' for r, n in VARIANTS) + ' |',
+             '|---|' + '---|' * len(VARIANTS)]
+    fits = []
+    for i, dataset in enumerate(args.datasets):
+        if i < len(args.runs):
+            run = Path(args.runs[i])
+        else:
+            run = root / 'bench' / dataset.replace('/', '_') / \
+                f'ours-idql-s{args.seed}-n{args.train_steps}'
+            ensure_run(run, dataset, args.train_steps, args.seed, algo='idql',
+                       algo_config={'batch_size': 256})
+        cells = []
+        for rule, n in VARIANTS:
+            bundle = export_bundle(run, root / 'q_selection' / f'{run.parent.name}-{rule}{n}',
+                                   overwrite=True, fp16=False,
+                                   overrides={'selection': rule, 'n_candidates': n})
+            runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=args.seed)
+            env_seed = runner.bundle.manifest['training']['eval_env_seed']
+            result = evaluate_runner(runner, runner.bundle.env_id, args.episodes, seed=env_seed)
+            cells.append(f'{result.scores.mean():.1f} ± {result.scores.std():.1f}')
+            print(f'{dataset} {rule} of {n}: {cells[-1]}', flush=True)
+        lines.append(f'| {dataset} | ' + ' | '.join(cells) + ' |')
+        fits.append((dataset, critic_fit(run, dataset, args.horizon)))
+    lines += ['', f'What the critic learned, on the (state, action) pairs of 20 dataset episodes: '
+              f'mean Q against the mean discounted return (full, and of the next '
+              f'{args.horizon} rewards only), and their correlations.', '',
+              f'| dataset | mean Q | mean return | mean {args.horizon}-step return | '
+              f'corr(Q, return) | corr(Q, {args.horizon}-step return) |',
+              '|---|---|---|---|---|---|']
+    for dataset, f in fits:
+        lines.append(f"| {dataset} | {f['q']:.1f} | {f['full']:.1f} | {f['short']:.1f} | "
+                     f"{f['corr_full']:.2f} | {f['corr_short']:.2f} |")
+    body = '\n'.join(lines) + '\n'
+    print(body)
+    write_result('q_selection', 'Q-guided diffusion: candidate selection and critic horizon',
+                 body)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
