@@ -8,7 +8,8 @@ Protocol (one run, side by side, same seeds and steps for every arm):
 3. MOPO: a ``wm_ensemble`` trained on it; rollouts of horizon 5 (penalty 1) by a ``bc`` policy
    trained on it, from its states;
 4. ``--algo`` trained ``--steps`` steps per arm and seed (augmented arms: half of each batch
-   synthetic), scored by the same MuJoCo evaluation.
+   synthetic), scored by the same MuJoCo evaluation;
+5. MOPO again on full benchmark datasets (``--mopo-datasets``), against real data alone.
 """
 from __future__ import annotations
 
@@ -54,10 +55,58 @@ def small_dataset(source: str, transitions: int) -> str:
     return name
 
 
+def mopo_rollouts(data: str, work: Path, args) -> tuple[Path, dict]:
+    """A wm_ensemble and a bc policy trained on ``data``, then penalized rollouts from its
+    states. Finished stages are kept: an interrupted benchmark resumes after them."""
+    work.mkdir(parents=True, exist_ok=True)
+    for name, cmd in (('wm', ['train-world-model', '--model', 'wm_ensemble', '--steps',
+                              str(args.world_model_steps)]),
+                      ('bc', ['train', '--algo', 'bc', '--steps', '5000', '--eval-every', '-1'])):
+        if not (work / name / 'model.safetensors').is_file():
+            shutil.rmtree(work / name, ignore_errors=True)
+            dgm(*cmd, '--dataset', data, '--out', str(work / name), '--quiet', '--threads', '1')
+    if not (work / 'bc-bundle').is_dir():
+        dgm('export', str(work / 'bc'), '--out', str(work / 'bc-bundle'), '--no-fp16',
+            summary=False)
+    out = work / 'mopo.safetensors'
+    info = dgm('augment-mopo', '--world-model', str(work / 'wm'), '--policy',
+               str(work / 'bc-bundle'), '--dataset', data, '--starts',
+               str(args.synthetic // 5), '--horizon', '5', '--out', str(out))
+    return out, info
+
+
+def train_arms(data: str, arms: dict[str, list[str]], work: Path, args) -> dict[str, list]:
+    """``--algo`` on ``data`` for every arm and seed; a finished run's result is reused."""
+    scores: dict[str, list[float]] = {arm: [] for arm in arms}
+    for seed in args.seeds:
+        for arm, extra in arms.items():
+            run = work / f"{args.algo}-{arm.replace(' ', '').replace('+', '-')}-s{seed}"
+            if (run / 'result.json').is_file():
+                result = json.loads((run / 'result.json').read_text())
+            else:
+                shutil.rmtree(run, ignore_errors=True)
+                result = dgm('train', '--algo', args.algo, '--dataset', data, '--steps',
+                             str(args.steps), '--seed', str(seed), '--out', str(run),
+                             '--eval-every', '0', '--eval-episodes', '10', '--threads', '1',
+                             '--quiet', *extra)
+            scores[arm].append(result['score_mean'])
+            print(f'{data} {arm:22s} seed {seed}: {result["score_mean"]:.1f}', flush=True)
+    return scores
+
+
+def rows(scores: dict[str, list[float]], first: str = '') -> list[str]:
+    return [f'| {first}{arm} | {np.mean(v):.1f} ± {np.std(v):.1f} | '
+            f"{', '.join(f'{x:.1f}' for x in v)} |" for arm, v in scores.items()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--dataset', default='dgm/hopper/medium-v0')
     parser.add_argument('--transitions', type=int, default=10_000)
+    parser.add_argument('--mopo-datasets', nargs='*',
+                        default=['dgm/hopper/medium-v0', 'dgm/halfcheetah/medium-v0'],
+                        help='benchmark datasets on which MOPO rollouts are compared with '
+                             'real data alone, in full')
     parser.add_argument('--algo', default='td3bc')
     parser.add_argument('--steps', type=int, default=5000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
@@ -65,53 +114,44 @@ def main() -> int:
     parser.add_argument('--synther-steps', type=int, default=10_000)
     parser.add_argument('--world-model-steps', type=int, default=5000)
     args = parser.parse_args()
-    # Finished stages are kept: an interrupted benchmark resumes after them.
     WORK.mkdir(parents=True, exist_ok=True)
     data = small_dataset(args.dataset, args.transitions)
     synth = WORK / 'synther.safetensors'
     if not synth.is_file():
         dgm('augment-synther', '--dataset', data, '--steps', str(args.synther_steps),
             '--samples', str(args.synthetic), '--out', str(synth), '--quiet')
-    for name, cmd in (('wm', ['train-world-model', '--model', 'wm_ensemble', '--steps',
-                              str(args.world_model_steps)]),
-                      ('bc', ['train', '--algo', 'bc', '--steps', '5000', '--eval-every', '-1'])):
-        if not (WORK / name / 'model.safetensors').is_file():
-            shutil.rmtree(WORK / name, ignore_errors=True)
-            dgm(*cmd, '--dataset', data, '--out', str(WORK / name), '--quiet', '--threads', '1')
-    if not (WORK / 'bc-bundle').is_dir():
-        dgm('export', str(WORK / 'bc'), '--out', str(WORK / 'bc-bundle'), '--no-fp16',
-            summary=False)
-    mopo = WORK / 'mopo.safetensors'
-    mopo_info = dgm('augment-mopo', '--world-model', str(WORK / 'wm'), '--policy',
-                    str(WORK / 'bc-bundle'), '--dataset', data, '--starts',
-                    str(args.synthetic // 5), '--horizon', '5', '--out', str(mopo))
-    arms = {'real only': [], 'real + SynthER': ['--extra-transitions', str(synth),
-                                                 '--synthetic-ratio', '0.5'],
-            'real + MOPO rollouts': ['--extra-transitions', str(mopo),
-                                     '--synthetic-ratio', '0.5']}
-    scores: dict[str, list[float]] = {arm: [] for arm in arms}
-    for seed in args.seeds:
-        for arm, extra in arms.items():
-            run = WORK / f"{args.algo}-{arm.replace(' ', '').replace('+', '-')}-s{seed}"
-            shutil.rmtree(run, ignore_errors=True)
-            result = dgm('train', '--algo', args.algo, '--dataset', data, '--steps',
-                         str(args.steps), '--seed', str(seed), '--out', str(run),
-                         '--eval-every', '0', '--eval-episodes', '10', '--threads', '1',
-                         '--quiet', *extra)
-            scores[arm].append(result['score_mean'])
-            print(f'{arm:22s} seed {seed}: {result["score_mean"]:.1f}', flush=True)
+    mopo, mopo_info = mopo_rollouts(data, WORK, args)
+    half = ['--synthetic-ratio', '0.5']
+    small = train_arms(data, {'real only': [],
+                              'real + SynthER': ['--extra-transitions', str(synth), *half],
+                              'real + MOPO rollouts': ['--extra-transitions', str(mopo), *half]},
+                       WORK, args)
+    full = {}
+    for name in args.mopo_datasets:
+        work = WORK / name.replace('/', '_')
+        rollouts, info = mopo_rollouts(name, work, args)
+        full[name] = (info, train_arms(name, {
+            'real only': [], 'real + MOPO rollouts': ['--extra-transitions', str(rollouts),
+                                                      *half]}, work, args))
     lines = [f'`{args.algo}`, {args.steps} gradient steps, seeds {args.seeds}, 10 evaluation '
-             f'episodes each, on `{data}` (the first {args.transitions:,} transitions of '
-             f'`{args.dataset}`). SynthER: {args.synthetic:,} samples of a transition '
-             f'diffusion model fitted {args.synther_steps:,} steps. MOPO: '
-             f"{mopo_info.get('transitions', 0):,} penalized rollout transitions (horizon 5, "
-             f'penalty 1) of a bc policy in a 5-member wm_ensemble ({args.world_model_steps:,} '
-             'steps). Augmented arms draw half of each batch from the synthetic data.', '',
+             'episodes each; every arm trained in this one run. Augmented arms draw half of '
+             'each batch from the generated data. MOPO: penalized rollouts (horizon 5, '
+             'penalty 1) of a bc policy in a 5-member wm_ensemble '
+             f'({args.world_model_steps:,} steps), from {args.synthetic // 5:,} dataset '
+             'states.', '',
+             f'**Small data:** `{data}`, the first {args.transitions:,} transitions of '
+             f'`{args.dataset}`. SynthER: {args.synthetic:,} samples of a transition diffusion '
+             f'model fitted {args.synther_steps:,} steps; MOPO: '
+             f"{mopo_info.get('transitions', 0):,} rollout transitions.", '',
              '| training data | normalized score (mean ± std over seeds) | per seed |',
-             '|---|---|---|']
-    for arm, values in scores.items():
-        lines.append(f'| {arm} | {np.mean(values):.1f} ± {np.std(values):.1f} | '
-                     f"{', '.join(f'{v:.1f}' for v in values)} |")
+             '|---|---|---|', *rows(small)]
+    if full:
+        lines += ['', '**MOPO on the full benchmark datasets:**', '',
+                  '| dataset: training data | normalized score (mean ± std over seeds) | '
+                  'per seed |', '|---|---|---|']
+        for name, (info, scores) in full.items():
+            lines += rows(scores, f"{name} ({info.get('transitions', 0):,} rollout "
+                                  'transitions): ')
     body = '\n'.join(lines) + '\n'
     print(body)
     write_result('augmentation', 'Generated data: real only vs SynthER vs MOPO rollouts', body)

@@ -128,6 +128,9 @@ def test_runner_keeps_the_history_and_matches_torch(bundles):  # noqa: F811
         buffer.push(episode.observations[t])
         expected = algo.predict({k: v[None] for k, v in buffer.feeds().items()})[0, 0]
         np.testing.assert_allclose(action, expected, atol=1e-5)
+        if t % 2:  # what the node does when it sends another action (exploration noise)
+            action = action + 0.3
+            runner.record_action(action)
         buffer.record_action(action)
         runner.record_reward(episode.rewards[t])
         buffer.record_reward(episode.rewards[t])

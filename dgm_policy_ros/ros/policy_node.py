@@ -371,6 +371,7 @@ class PolicyNode(LifecycleNode):
                     self._explore.standard_normal(action.shape)
             if self._tighter_limits:
                 action = np.clip(action, self.low, self.high)
+                self.runner.record_action(action)
             if self.params['anomaly_topic'] and \
                     self._anomaly > self.params['anomaly_threshold']:
                 raise ObservationError('anomaly', f'world-model anomaly {self._anomaly:.2f} > '

@@ -185,6 +185,13 @@ class PolicyRunner:
             self.history.record_action(action)
         return action
 
+    def record_action(self, action) -> None:
+        """The action actually sent, where it differs from the one ``act`` returned
+        (exploration noise, tighter limits): a sequence policy's history must hold what the
+        robot did, as its training data did."""
+        if self.history is not None:
+            self.history.record_action(np.asarray(action, np.float32))
+
     def record_reward(self, reward: float) -> None:
         """The reward of the last step (return-conditioned policies count it down)."""
         if self.history is not None:
