@@ -452,7 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add('train', _cmd_train,
             'Train a policy offline on a Minari dataset (checkpoints, resume, logs, eval).')
-    p.add_argument('--algo', help='algorithm name (bc, td3bc, bcq, cvae_bc, gan_bc, flow_bc)')
+    from dgm_policy_ros.training.registry import ALGORITHMS  # names only: no torch import
+
+    p.add_argument('--algo', help=f"algorithm name ({', '.join(ALGORITHMS)})")
     p.add_argument('--dataset', help='Minari id or dataset folder')
     p.add_argument('--steps', type=int, help='gradient steps (default 100000)')
     p.add_argument('--config', help='YAML: a TrainConfig, or just algorithm hyper-parameters')
