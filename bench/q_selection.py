@@ -8,7 +8,9 @@ bundle scored in MuJoCo through the deployment runner. ``argmax`` over one candi
 diffusion behaviour model alone. Next to it, what the critic has learned: the correlation of
 its Q on the dataset's own (state, action) pairs with the discounted Monte-Carlo return, in
 full and truncated to ``--horizon`` steps, which tells whether its target network has had
-time to propagate the whole return.
+time to propagate the whole return. A second run with a 10x faster target network
+(``--fast-tau``, on ``--fast-datasets``) separates a short critic horizon from the argmax
+exploiting the critic's errors.
 """
 from __future__ import annotations
 
@@ -72,6 +74,8 @@ def main() -> int:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--episodes', type=int, default=10)
     parser.add_argument('--horizon', type=int, default=25)
+    parser.add_argument('--fast-tau', type=float, default=0.05)
+    parser.add_argument('--fast-datasets', nargs='*', default=['dgm/hopper/medium-v0'])
     args = parser.parse_args()
 
     from dgm_policy_ros.export.onnx_export import export_bundle
@@ -85,33 +89,44 @@ def main() -> int:
              f'mean ± std over {args.episodes} episodes). argmax of 1 candidate is the '
              'diffusion behaviour model alone; expectile draws a candidate with weight tau '
              "where Q > V and 1 - tau elsewhere (the IDQL paper's implicit policy).", '',
-             '| dataset | ' + ' | '.join(f'{r} of {n}' for r, n in VARIANTS) + ' |',
+             '| dataset (target-network tau) | ' +
+             ' | '.join(f'{r} of {n}' for r, n in VARIANTS) + ' |',
              '|---|' + '---|' * len(VARIANTS)]
     fits = []
+    todo = []  # (dataset, label, run)
     for i, dataset in enumerate(args.datasets):
         if i < len(args.runs):
-            run = Path(args.runs[i])
-        else:
-            run = root / 'bench' / dataset.replace('/', '_') / \
-                f'ours-idql-s{args.seed}-n{args.train_steps}'
-            ensure_run(run, dataset, args.train_steps, args.seed, algo='idql',
-                       algo_config={'batch_size': 256})
+            todo.append((dataset, 'tau 0.005', Path(args.runs[i])))
+            continue
+        run = root / 'bench' / dataset.replace('/', '_') / \
+            f'ours-idql-s{args.seed}-n{args.train_steps}'
+        ensure_run(run, dataset, args.train_steps, args.seed, algo='idql',
+                   algo_config={'batch_size': 256})
+        todo.append((dataset, 'tau 0.005', run))
+    for dataset in args.fast_datasets:
+        run = root / 'q_selection' / \
+            f"idql-{dataset.replace('/', '_')}-tau{args.fast_tau}-s{args.seed}"
+        ensure_run(run, dataset, args.train_steps, args.seed, algo='idql',
+                   algo_config={'batch_size': 256, 'tau': args.fast_tau})
+        todo.append((dataset, f'tau {args.fast_tau}', run))
+    for dataset, label, run in todo:
         cells = []
         for rule, n in VARIANTS:
-            bundle = export_bundle(run, root / 'q_selection' / f'{run.parent.name}-{rule}{n}',
-                                   overwrite=True, fp16=False,
+            out = root / 'q_selection' / 'bundles' / f'{run.parent.name}-{run.name}-{rule}{n}'
+            bundle = export_bundle(run, out, overwrite=True, fp16=False,
                                    overrides={'selection': rule, 'n_candidates': n})
             runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=args.seed)
             env_seed = runner.bundle.manifest['training']['eval_env_seed']
             result = evaluate_runner(runner, runner.bundle.env_id, args.episodes, seed=env_seed)
             cells.append(f'{result.scores.mean():.1f} ± {result.scores.std():.1f}')
-            print(f'{dataset} {rule} of {n}: {cells[-1]}', flush=True)
-        lines.append(f'| {dataset} | ' + ' | '.join(cells) + ' |')
-        fits.append((dataset, critic_fit(run, dataset, args.horizon)))
+            print(f'{dataset} {label} {rule} of {n}: {cells[-1]}', flush=True)
+        lines.append(f'| {dataset} ({label}) | ' + ' | '.join(cells) + ' |')
+        fits.append((f'{dataset} ({label})', critic_fit(run, dataset, args.horizon)))
     lines += ['', f'What the critic learned, on the (state, action) pairs of 20 dataset episodes: '
               f'mean Q against the mean discounted return (full, and of the next '
               f'{args.horizon} rewards only), and their correlations.', '',
-              f'| dataset | mean Q | mean return | mean {args.horizon}-step return | '
+              f'| dataset (target-network tau) | mean Q | mean return | '
+              f'mean {args.horizon}-step return | '
               f'corr(Q, return) | corr(Q, {args.horizon}-step return) |',
               '|---|---|---|---|---|---|']
     for dataset, f in fits:
