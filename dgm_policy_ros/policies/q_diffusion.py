@@ -15,7 +15,7 @@ import torch
 
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.diffusion import DDIMSampler, NoiseSchedule
-from dgm_policy_ros.networks.denoisers import MLPDenoiser
+from dgm_policy_ros.networks.denoisers import DENOISERS, make_denoiser
 from dgm_policy_ros.policies.critics import TwinQ, make_target
 from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec, NoiseSpec
 
@@ -23,6 +23,7 @@ from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec, N
 @dataclasses.dataclass
 class QDiffusionConfig(AlgoConfig):
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
+    denoiser: str = 'mlp'  # or 'resnet' (IDQL's LN-ResNet: width hidden[0], len(hidden) blocks)
     critic_hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
     diffusion_steps: int = 100
     sampling_steps: int = 10
@@ -39,6 +40,8 @@ class QDiffusionConfig(AlgoConfig):
     def validate(self) -> None:
         super().validate()
         name = type(self).__name__
+        if self.denoiser not in DENOISERS:
+            raise ConfigError(f'{name}.denoiser must be one of {DENOISERS}')
         if self.selection not in self.selections:
             raise ConfigError(f'{name}.selection must be one of {self.selections}')
         if not 1 <= self.sampling_steps <= self.diffusion_steps:
@@ -60,7 +63,8 @@ class QGuidedDiffusion(Algorithm):
 
     def __init__(self, cfg: QDiffusionConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)
-        self.denoiser = MLPDenoiser(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.time_embed)
+        self.denoiser = make_denoiser(cfg.denoiser, spec.obs_dim, spec.act_dim, cfg.hidden,
+                                      cfg.time_embed)
         self.schedule = NoiseSchedule(cfg.diffusion_steps, cfg.schedule)
         self.sampler = DDIMSampler(self.schedule, cfg.sampling_steps)
         self.critic = TwinQ(spec.obs_dim, spec.act_dim, cfg.critic_hidden)
