@@ -178,13 +178,16 @@ def main() -> int:
              'd3rlpy PLAS pre-trains its VAE for the first half of the steps. dt and d3rlpy '
              'DecisionTransformer share CPU-sized settings (64-wide tokens, context 10, 3 layers, '
              '1 head, batch 64, lr 1e-4 with a 10% warm-up, returns-to-go divided by the best '
-             'training return, which is also the target return). Observations are '
+             'training return, which is also the target return). idql draws one of 32 '
+             'diffusion candidates with its expectile weights. Observations are '
              'standardized on both sides. Evaluation: '
              f'{args.eval_episodes} episodes per run, env seeds 10000+seed, the same loop '
              '(dgm_policy_ros/sim/evaluate.py) for both. '
              'Runs were made one or two at a time on this 2-core machine.\n')
     print(body)
-    write_result('policies', 'Policy families vs d3rlpy (offline, MuJoCo v5 datasets)', body)
+    # The 5000-step grid is the main table; a longer run (--steps) gets a table of its own.
+    name = 'policies' if args.steps == 5000 else f'policies_{args.steps // 1000}k'
+    write_result(name, 'Policy families vs d3rlpy (offline, MuJoCo v5 datasets)', body)
     return 0
 
 
