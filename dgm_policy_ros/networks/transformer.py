@@ -58,10 +58,11 @@ class CausalTransformer(nn.Module):
     """``forward(tokens (B, N, D), valid (B, N)) -> (B, N, D)``: each token attends to the
     valid tokens at or before its position.
 
-    No positional embedding of its own: the caller adds what position means to it (Decision
-    Transformer's timestep embedding, as the paper removes GPT-2's token positions). Weights
-    start as GPT-2's, N(0, 0.02), which trains markedly faster here than PyTorch's default
-    (bench/results/policies.md, dt rows).
+    As in the Decision Transformer paper: no positional embedding of its own (the caller adds
+    what position means, DT's timestep embedding, as the paper removes GPT-2's token
+    positions), ReLU in the MLPs, and GPT-2's N(0, 0.02) initialization. Against PyTorch's
+    default initialization, GELU and a learned token position, these three together took dt
+    on hopper medium-expert from 34.4 to 74.7 (seed 0, 5000 steps, bench/results/policies.md).
     """
 
     def __init__(self, dim: int, layers: int, heads: int, max_tokens: int,
