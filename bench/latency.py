@@ -213,7 +213,6 @@ def main() -> int:
         for r in d3:
             lines.append(f"| {r['algo']} | {r['predict_p50']:.0f} / {r['predict_p99']:.0f} | "
                          f"{r['ort_p50']:.0f} / {r['ort_p99']:.0f} |")
-        lines.append('\nDecision Transformer rows arrive with the transformer family.')
     body = '\n'.join(lines) + '\n'
     print(body)
     write_result('latency', 'Inference latency: torch eager vs ONNX Runtime vs the runner', body)
