@@ -31,12 +31,10 @@ VARIANTS = [('argmax', 1), ('argmax', 4), ('argmax', 32), ('expectile', 32)]
 
 def discounted(rewards: np.ndarray, gamma: float, horizon: int | None = None) -> np.ndarray:
     """Discounted return from every step, optionally of only the next ``horizon`` rewards."""
-    out = np.zeros(len(rewards))
-    acc = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        acc = rewards[t] + gamma * acc
-        out[t] = acc
-    if horizon:
+    from dgm_policy_ros.data.transitions import returns_to_go
+
+    out = returns_to_go(rewards, gamma).astype(np.float64)
+    if horizon:  # G_t - gamma^H G_{t+H}: the rewards past the horizon taken off
         later = np.concatenate([out[horizon:], np.zeros(min(horizon, len(out)))])[:len(out)]
         out = out - gamma ** horizon * later
     return out

@@ -87,13 +87,14 @@ class QGuidedDiffusion(Algorithm):
     def act(self, obs: torch.Tensor, candidate_noise: torch.Tensor,
             selection_noise: torch.Tensor | None = None) -> torch.Tensor:
         b, n, a = candidate_noise.shape
-        obs_n = self.obs_norm(obs).unsqueeze(1).expand(b, n, obs.shape[-1]).reshape(b * n, -1)
+        norm = self.obs_norm(obs)
+        obs_n = norm.unsqueeze(1).expand(b, n, obs.shape[-1]).reshape(b * n, -1)
         candidates = self.sample(self.denoiser, obs_n, candidate_noise.reshape(b * n, a))
         q = self.critic.q_min(obs_n, candidates).view(b, n)
         if self.cfg.selection == 'argmax':
             pick = q.argmax(dim=1)
         else:
-            weights = self.selection_weights(self.obs_norm(obs), q)
+            weights = self.selection_weights(norm, q)
             cdf = torch.cumsum(weights, 1) / weights.sum(1, keepdim=True)
             # The first index whose CDF exceeds u (u in [0, 1)): a categorical draw.
             pick = (cdf <= selection_noise).sum(1).clamp(max=n - 1)
