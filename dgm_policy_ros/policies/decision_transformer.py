@@ -20,7 +20,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from dgm_policy_ros.config import ConfigError
-from dgm_policy_ros.networks.transformer import CausalTransformer, gpt2_init
+from dgm_policy_ros.networks.transformer import ACTIVATIONS, CausalTransformer, gpt2_init
 from dgm_policy_ros.runtime.history import HistorySpec
 from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec
 
@@ -49,8 +49,8 @@ class DTConfig(AlgoConfig):
         if self.embed_dim % self.heads:
             raise ConfigError(f'DTConfig.embed_dim ({self.embed_dim}) must be divisible by '
                               f'heads ({self.heads})')
-        if self.activation not in ('relu', 'gelu'):
-            raise ConfigError("DTConfig.activation must be 'relu' or 'gelu'")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f'DTConfig.activation must be one of {sorted(ACTIVATIONS)}')
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError('DTConfig.dropout must be in [0, 1)')
         if self.rtg_scale is not None and not self.rtg_scale > 0:
