@@ -106,9 +106,10 @@ VARIANTS = [(name, {}) for name in ALL] + [('gan_bc', {'q_weight': 1.0}),
                                            ('flow_bc', {'q_weight': 1.0}),
                                            ('diffusion_bc', {'eta': 1.0}),
                                            ('diffusion_bc', {'n_obs_steps': 2}),
+                                           ('diffusion_bc', {'denoiser': 'unet'}),
                                            ('idql', {'denoiser': 'resnet'})]
 VARIANT_IDS = [name + ('-eta' if 'eta' in extra else '-obs2' if 'n_obs_steps' in extra else
-                       '-resnet' if 'denoiser' in extra else '-q' if extra else '')
+                       f"-{extra['denoiser']}" if 'denoiser' in extra else '-q' if extra else '')
                for name, extra in VARIANTS]
 
 

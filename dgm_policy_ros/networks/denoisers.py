@@ -3,24 +3,14 @@
 samplers (``dgm_policy_ros.diffusion``), which work with any callable of (x_t, t)."""
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from dgm_policy_ros.networks.layers import mlp
-
-
-def _frequencies(size: int) -> torch.Tensor:
-    half = size // 2
-    return torch.exp(-math.log(10_000.0) * torch.arange(half) / half)
-
-
-def _time_features(t: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    """Sinusoidal features of the (float) diffusion timestep."""
-    angles = t[:, None] * freqs[None, :]
-    return torch.cat([torch.sin(angles), torch.cos(angles)], -1)
+from dgm_policy_ros.networks.temporal_unet import TemporalUNet1D
+from dgm_policy_ros.networks.time_embedding import sinusoidal_frequencies, time_features
 
 
 class MLPDenoiser(nn.Module):
@@ -30,11 +20,11 @@ class MLPDenoiser(nn.Module):
 
     def __init__(self, cond_dim: int, x_dim: int, hidden: Sequence[int], time_embed: int) -> None:
         super().__init__()
-        self.register_buffer('freqs', _frequencies(time_embed))
+        self.register_buffer('freqs', sinusoidal_frequencies(time_embed))
         self.net = mlp(cond_dim + x_dim + time_embed, x_dim, hidden, activation=nn.Mish)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([cond, x, _time_features(t, self.freqs)], -1))
+        return self.net(torch.cat([cond, x, time_features(t, self.freqs)], -1))
 
 
 class _ResidualBlock(nn.Module):
@@ -56,25 +46,31 @@ class ResidualDenoiser(nn.Module):
     def __init__(self, cond_dim: int, x_dim: int, width: int, blocks: int,
                  time_embed: int) -> None:
         super().__init__()
-        self.register_buffer('freqs', _frequencies(time_embed))
+        self.register_buffer('freqs', sinusoidal_frequencies(time_embed))
         self.inp = nn.Linear(cond_dim + x_dim + time_embed, width)
         self.blocks = nn.Sequential(*[_ResidualBlock(width) for _ in range(blocks)])
         self.out = nn.Sequential(nn.Mish(), nn.Linear(width, x_dim))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = self.inp(torch.cat([cond, x, _time_features(t, self.freqs)], -1))
+        h = self.inp(torch.cat([cond, x, time_features(t, self.freqs)], -1))
         return self.out(self.blocks(h))
 
 
-DENOISERS = ('mlp', 'resnet')
+DENOISERS = ('mlp', 'resnet')  # for any flat x_t
+CHUNK_DENOISERS = (*DENOISERS, 'unet')  # 'unet' needs x_t to be a chunk of ``horizon`` steps
 
 
 def make_denoiser(kind: str, cond_dim: int, x_dim: int, hidden: Sequence[int],
-                  time_embed: int) -> nn.Module:
+                  time_embed: int, horizon: int = 1) -> nn.Module:
     """``mlp``: hidden widths as given; ``resnet``: width ``hidden[0]``, one residual block per
-    entry of ``hidden``."""
+    entry of ``hidden``; ``unet``: a temporal U-Net over ``horizon`` steps of
+    ``x_dim // horizon`` actions, one level per entry of ``hidden`` (its channel widths)."""
     if kind == 'mlp':
         return MLPDenoiser(cond_dim, x_dim, hidden, time_embed)
     if kind == 'resnet':
         return ResidualDenoiser(cond_dim, x_dim, hidden[0], len(hidden), time_embed)
-    raise ValueError(f'denoiser must be one of {DENOISERS}, got {kind!r}')
+    if kind == 'unet':
+        if x_dim % horizon:
+            raise ValueError(f'x_dim {x_dim} is not a chunk of {horizon} steps')
+        return TemporalUNet1D(cond_dim, x_dim // horizon, horizon, hidden, time_embed)
+    raise ValueError(f'denoiser must be one of {CHUNK_DENOISERS}, got {kind!r}')

@@ -6,7 +6,8 @@ which ``n_action_steps`` are executed. With ``n_obs_steps > 1`` the denoiser is 
 the last few observations, a window the runtime keeps (``HistorySpec``, the first observation
 repeated before the episode start, as the training sampler pads).
 
-The model (an MLP denoiser with a sinusoidal timestep embedding) is separate from the noise
+The model (``denoiser``: an MLP over the flattened chunk, or the paper's temporal 1-D conv
+U-Net with FiLM conditioning) is separate from the noise
 schedule and sampler (``dgm_policy_ros.diffusion``). The whole fixed-step sampling loop is one
 exported graph; its initial noise (and, with ``eta > 0``, its per-step noise) are explicit
 inputs, so the deployed policy is deterministic given them.
@@ -20,7 +21,7 @@ from torch import nn
 
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.diffusion import DDIMSampler, NoiseSchedule
-from dgm_policy_ros.networks.denoisers import MLPDenoiser
+from dgm_policy_ros.networks.denoisers import CHUNK_DENOISERS, make_denoiser
 from dgm_policy_ros.runtime.history import HistorySpec
 from dgm_policy_ros.training.algorithm import ChunkConfig, ChunkedAlgorithm, DataSpec, NoiseSpec
 
@@ -28,6 +29,9 @@ from dgm_policy_ros.training.algorithm import ChunkConfig, ChunkedAlgorithm, Dat
 @dataclasses.dataclass
 class DiffusionBCConfig(ChunkConfig):
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
+    # 'mlp' over the flattened chunk, 'resnet', or 'unet': the paper's temporal 1-D conv U-Net,
+    # whose levels' channel widths are then ``hidden`` (each level after the first halves H)
+    denoiser: str = 'mlp'
     horizon: int = 8
     n_action_steps: int = 4
     n_obs_steps: int = 1  # observations the denoiser sees (the current one and those before)
@@ -39,6 +43,12 @@ class DiffusionBCConfig(ChunkConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.denoiser not in CHUNK_DENOISERS:
+            raise ConfigError(f'DiffusionBCConfig.denoiser must be one of {CHUNK_DENOISERS}')
+        if self.denoiser == 'unet' and self.horizon % 2 ** (len(self.hidden) - 1):
+            raise ConfigError(f'DiffusionBCConfig: the unet halves the horizon once per level '
+                              f'after the first; horizon {self.horizon} is not divisible by '
+                              f'2**{len(self.hidden) - 1}')
         if self.n_obs_steps < 1:
             raise ConfigError('DiffusionBCConfig.n_obs_steps must be >= 1')
         if not 1 <= self.sampling_steps <= self.diffusion_steps:
@@ -59,8 +69,8 @@ class DiffusionBC(ChunkedAlgorithm):
     def __init__(self, cfg: DiffusionBCConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)
         self.chunk_dim = cfg.horizon * spec.act_dim
-        self.denoiser = MLPDenoiser(spec.obs_dim * cfg.n_obs_steps, self.chunk_dim, cfg.hidden,
-                                      cfg.time_embed)
+        self.denoiser = make_denoiser(cfg.denoiser, spec.obs_dim * cfg.n_obs_steps,
+                                      self.chunk_dim, cfg.hidden, cfg.time_embed, cfg.horizon)
         self.schedule = NoiseSchedule(cfg.diffusion_steps, cfg.schedule)
         self.sampler = DDIMSampler(self.schedule, cfg.sampling_steps, eta=cfg.eta)
         self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=1e-6)
