@@ -14,6 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 from latency import ALGOS, prepare  # noqa: E402
 
+# Denoiser options next to each family's default: (row label, algorithm, its settings).
+VARIANTS = [(algo, algo, {}) for algo in ALGOS] + [
+    ('diffusion_bc (unet)', 'diffusion_bc', {'denoiser': 'unet', 'hidden': [32, 64]}),
+    ('idql (resnet)', 'idql', {'denoiser': 'resnet'}),
+]
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -33,15 +39,17 @@ def main() -> int:
              'are max |ONNX Runtime - torch| in action units (actions span [-1, 1]).', '',
              '| algorithm | family | fp32 max error | fp16 max error | ops | TensorRT parser '
              '| static shapes |', '|---|---|---|---|---|---|---|']
-    for algo in ALGOS:
-        bundle = load_bundle(prepare(algo, args.dataset, args.train_steps, fp16=True,
-                                     tag='parity-'))
+    for label, algo, settings in VARIANTS:
+        option = label.partition('(')[2].rstrip(')')  # the variant's name, if any
+        tag = f'parity-{option}-' if option else 'parity-'
+        bundle = load_bundle(prepare(algo, args.dataset, args.train_steps, fp16=True, tag=tag,
+                                     algo_config=settings))
         errors = bundle.manifest['parity']['onnxruntime_vs_torch_max_abs_error']
         graphs = [bundle.file(g) for g in bundle.manifest['graphs']]
         missing = set().union(*(unsupported_ops(g) for g in graphs))
         dynamic = [n for g in graphs for n in non_batch_dynamic_dims(g)]
         ops = sorted(set().union(*(graph_ops(g) for g in graphs)))
-        lines.append(f"| {algo} | {bundle.manifest['family']} | {errors['fp32']:.1e} | "
+        lines.append(f"| {label} | {bundle.manifest['family']} | {errors['fp32']:.1e} | "
                      f"{errors['fp16']:.1e} | {len(ops)} ({', '.join(ops)}) | "
                      f"{'all supported' if not missing else 'MISSING ' + str(sorted(missing))}"
                      f" | {'yes' if not dynamic else 'no: ' + str(dynamic)} |")

@@ -72,8 +72,10 @@ def flops_of(module, inputs) -> int:
     return int(counter.get_total_flops())
 
 
-def prepare(algo: str, dataset: str, steps: int, fp16: bool = False, tag: str = '') -> Path:
-    """Train ``algo`` briefly (default, deployed sizes) and export it; the bundle folder."""
+def prepare(algo: str, dataset: str, steps: int, fp16: bool = False, tag: str = '',
+            algo_config: dict | None = None) -> Path:
+    """Train ``algo`` briefly (default, deployed sizes, unless ``algo_config`` changes them)
+    and export it; the bundle folder."""
     from dgm_policy_ros.export.onnx_export import export_bundle
     from dgm_policy_ros.training.trainer import TrainConfig, Trainer
 
@@ -81,8 +83,8 @@ def prepare(algo: str, dataset: str, steps: int, fp16: bool = False, tag: str = 
     for path in (run, bundle):
         shutil.rmtree(path, ignore_errors=True)
     Trainer(TrainConfig(algo=algo, dataset=dataset, out=str(run), steps=steps, eval_every=-1,
-                        threads=1, checkpoint_every=steps, tensorboard=False,
-                        progress=False)).run()
+                        threads=1, checkpoint_every=steps, tensorboard=False, progress=False,
+                        algo_config=algo_config or {})).run()
     return export_bundle(run, bundle, fp16=fp16)
 
 

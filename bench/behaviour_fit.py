@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: Apache-2.0
+"""How well a diffusion behaviour model fits the data after the benchmark's budget, against
+bc's regression (bench/results/behaviour_fit.md).
+
+``idql``'s policy is its diffusion behaviour model plus a choice among candidates, so it can
+only be as good as that model. For ``idql`` and ``bc`` runs of the policy benchmark's settings
+at two training budgets, on the (state, action) pairs of the dataset: the spread of the
+model's actions for one state (std over ``--samples`` draws, in the [-1, 1] action box; the
+data's behaviour policies added Gaussian noise of std 0.1 there, so a model that has learned
+the behaviour distribution spreads about 0.1), the squared error of their mean and of a single
+draw against the dataset's action, and the score in MuJoCo through the deployment runner of
+the model alone (idql with one candidate) and of the shipped policy.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import sys
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import write_result  # noqa: E402
+from diffusion_steps import ensure_run  # noqa: E402
+from policies import OUR_CONFIGS, cache_path  # noqa: E402
+
+ALONE = {'idql': {'selection': 'argmax', 'n_candidates': 1}}  # the behaviour model by itself
+
+
+def fit(run: Path, dataset: str, samples: int, states: int, overrides: dict) -> dict:
+    import minari
+    import torch
+
+    from dgm_policy_ros.training.trainer import load_run
+
+    algo, _, _ = load_run(run, overrides=overrides)
+    data = minari.load_dataset(dataset)
+    picked = np.linspace(0, data.total_episodes - 1, 20).astype(int).tolist()
+    eps = list(data.iterate_episodes(picked))
+    obs = np.concatenate([e.observations[:-1] for e in eps]).astype(np.float32)
+    act = np.concatenate([e.actions for e in eps]).astype(np.float32)
+    keep = np.random.default_rng(0).choice(len(obs), min(states, len(obs)), replace=False)
+    obs, act = obs[keep], act[keep]
+    rng = np.random.default_rng(1)
+    draws = np.stack([algo.predict(obs, rng=rng)[:, 0] for _ in range(samples)], 1)
+    with torch.no_grad():
+        unit = algo.unit_actions(torch.from_numpy(draws)).numpy()  # (S, K, A)
+        target = algo.unit_actions(torch.from_numpy(act)).numpy()[:, None]
+    return {'spread': unit.std(1).mean(), 'mse_mean': ((unit.mean(1) - target[:, 0]) ** 2).mean(),
+            'mse_draw': ((unit - target) ** 2).mean()}
+
+
+def score(run: Path, out: Path, overrides: dict, episodes: int, seed: int) -> float:
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.runtime import PolicyRunner
+    from dgm_policy_ros.sim.evaluate import evaluate_runner
+
+    bundle = export_bundle(run, out, overwrite=True, fp16=False, overrides=overrides)
+    runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=seed)
+    env_seed = runner.bundle.manifest['training']['eval_env_seed']
+    return float(evaluate_runner(runner, runner.bundle.env_id, episodes,
+                                 seed=env_seed).scores.mean())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--dataset', default='dgm/hopper/medium-v0')
+    parser.add_argument('--algos', nargs='+', default=['bc', 'idql'])
+    parser.add_argument('--steps', type=int, nargs='+', default=[5000, 50000])
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--samples', type=int, default=16, help='draws per state')
+    parser.add_argument('--states', type=int, default=2000)
+    parser.add_argument('--episodes', type=int, default=10)
+    args = parser.parse_args()
+
+    lines = [f"{args.dataset}, seed {args.seed}; runs with the policy benchmark's settings "
+             '(bench/policies.py, reused from its run folders where they exist). Fit on '
+             f'{args.states} (state, action) pairs of 20 dataset episodes, {args.samples} draws '
+             'per state, in the [-1, 1] action box (the data: a behaviour policy plus Gaussian '
+             'noise of std 0.1). Scores: normalized, mean of '
+             f'{args.episodes} episodes through the deployment runner; "model alone" is idql '
+             'with one candidate.', '',
+             '| algorithm | steps | spread of draws | MSE of their mean | MSE of one draw | '
+             'score, model alone | score, shipped policy |', '|---|---|---|---|---|---|---|']
+    for steps in args.steps:
+        for algo in args.algos:
+            run = HERE.parent / 'runs' / 'bench' / \
+                cache_path('ours', algo, args.dataset, args.seed, steps).parent.name / \
+                f'ours-{algo}-s{args.seed}-n{steps}'
+            ensure_run(run, args.dataset, steps, args.seed, algo=algo,
+                       algo_config=OUR_CONFIGS[algo])
+            alone = ALONE.get(algo, {})
+            f = fit(run, args.dataset, args.samples, args.states, alone)
+            bundles = HERE.parent / 'runs' / 'behaviour_fit'
+            shipped = score(run, bundles / f'{run.name}-shipped', {}, args.episodes, args.seed)
+            by_itself = score(run, bundles / f'{run.name}-alone', alone, args.episodes,
+                              args.seed) if alone else shipped
+            lines.append(f"| {algo} | {steps} | {f['spread']:.3f} | {f['mse_mean']:.4f} | "
+                         f"{f['mse_draw']:.4f} | {by_itself:.1f} | {shipped:.1f} |")
+            print(lines[-1], flush=True)
+    body = '\n'.join(lines) + '\n'
+    print(body)
+    write_result('behaviour_fit', 'Diffusion behaviour model vs regression: fit and score',
+                 body)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
