@@ -19,12 +19,15 @@ def test_schedule_is_a_valid_forward_process(kind):
     assert float(xt.mean()) == pytest.approx(float(abar[99].sqrt()), abs=0.05)
 
 
-def test_ddim_with_the_true_noise_predictor_recovers_the_data():
-    """With the exact epsilon of a known x0, DDIM (eta=0) lands on x0 in a few steps."""
-    schedule = NoiseSchedule(100)
+@pytest.mark.parametrize('prediction', ['epsilon', 'sample'])
+def test_ddim_with_the_true_predictor_recovers_the_data(prediction):
+    """With the exact epsilon (or x0) of a known x0, DDIM (eta=0) lands on x0 in a few steps."""
+    schedule = NoiseSchedule(100, prediction=prediction)
     x0 = torch.tensor([[0.3, -0.7], [0.9, 0.1]])
 
     def oracle(x, t):
+        if prediction == 'sample':
+            return x0.expand_as(x)
         abar = schedule.alphas_cumprod[t.long()].view(-1, 1)
         return (x - abar.sqrt() * x0) / (1 - abar).sqrt()
 
@@ -51,12 +54,15 @@ def test_sampling_is_deterministic_given_its_noise_inputs():
     assert not torch.equal(a, sampler(denoiser, x_T, torch.randn(10, 5, 2)))
     with pytest.raises(ValueError, match='needs step_noise'):
         sampler(denoiser, x_T)
+    with pytest.raises(ValueError, match='prediction must be one of'):
+        NoiseSchedule(50, prediction='velocity')
 
 
-def test_training_loss_falls_on_a_toy_distribution():
+@pytest.mark.parametrize('prediction', ['epsilon', 'sample'])
+def test_training_loss_falls_on_a_toy_distribution(prediction):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
-    schedule = NoiseSchedule(50)
+    schedule = NoiseSchedule(50, prediction=prediction)
     net = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
 

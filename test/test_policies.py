@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """The shared family tester: every registered algorithm meets the same contract."""
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.data import Episode, minari_io
@@ -188,6 +190,29 @@ def test_crash_and_resume_equals_uninterrupted(name, extra, tiny_dataset, tmp_pa
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_run_is_read_with_the_config_it_was_trained_with(tiny_dataset, tmp_path):
+    """A run saves its whole resolved algorithm config; one saved before a setting existed
+    is read with the value it was trained with (``legacy``), not today's default."""
+    run = tmp_path / 'idql'
+    _train('idql', run, 20, dataset=tiny_dataset)
+    saved = yaml.safe_load((run / 'config.yaml').read_text())
+    cls = get_algorithm('idql').config_class
+    assert set(saved['algo_config']) == {f.name for f in dataclasses.fields(cls)}
+    assert cls.legacy, 'idql has settings older runs predate'
+    for key in cls.legacy:  # as a run from before these settings would have saved it
+        del saved['algo_config'][key]
+    (run / 'config.yaml').write_text(yaml.safe_dump(saved))
+    algo, cfg, _ = load_run(run)
+    for key, value in cls.legacy.items():
+        assert getattr(algo.cfg, key) == value and cfg.algo_config[key] == value
+    assert algo.schedule.prediction == cls.legacy['prediction']
+    # Resuming it with the settings given again as for a new run keeps what it started with.
+    result = _train('idql', run, 30, resume=True, dataset=tiny_dataset)
+    assert result['resumed_from'] == 20
+    resumed = yaml.safe_load((run / 'config.yaml').read_text())['algo_config']
+    assert {k: resumed[k] for k in cls.legacy} == cls.legacy
 
 
 @pytest.mark.parametrize('name', ALL)

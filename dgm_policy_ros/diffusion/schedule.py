@@ -7,8 +7,12 @@ coefficient of a fixed-length sampling loop is precomputed into a buffer, so the
 into a static ONNX graph (TensorRT-friendly), and every random draw is an explicit tensor
 argument (deterministic and testable).
 
-Convention: the denoiser predicts the noise epsilon from (x_t, t); t is an integer timestep in
-[0, T) passed to the network as a float tensor of shape (B,).
+Convention: the denoiser predicts, from (x_t, t), the noise epsilon (``prediction='epsilon'``,
+DDPM's choice) or the clean sample x_0 (``'sample'``); t is an integer timestep in [0, T)
+passed to the network as a float tensor of shape (B,). Predicting x_0 makes the network's job
+at high noise a regression onto the conditional mean, which it learns as fast as behaviour
+cloning does; for low-dimensional actions at a short training budget that matters
+(bench/results/behaviour_fit.md).
 """
 from __future__ import annotations
 
@@ -18,17 +22,21 @@ from typing import Callable
 import torch
 from torch import nn
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> epsilon
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> eps or x_0
+PREDICTIONS = ('epsilon', 'sample')
 
 
 class NoiseSchedule(nn.Module):
     """beta_1..beta_T and the cumulative products, as buffers (cosine or linear)."""
 
     def __init__(self, steps: int = 100, kind: str = 'cosine', beta_start: float = 1e-4,
-                 beta_end: float = 2e-2) -> None:
+                 beta_end: float = 2e-2, prediction: str = 'epsilon') -> None:
         super().__init__()
         if steps < 1:
             raise ValueError(f'steps must be >= 1, got {steps}')
+        if prediction not in PREDICTIONS:
+            raise ValueError(f'prediction must be one of {PREDICTIONS}, got {prediction!r}')
+        self.prediction = prediction
         if kind == 'cosine':  # Nichol & Dhariwal 2021
             s = 0.008
             x = torch.linspace(0, steps, steps + 1, dtype=torch.float64)
@@ -54,10 +62,12 @@ class NoiseSchedule(nn.Module):
     def training_loss(self, denoiser: Denoiser, x0: torch.Tensor,
                       generator: torch.Generator | None = None,
                       mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The DDPM objective: predict the noise added at a uniformly drawn timestep."""
+        """The DDPM objective: predict the noise added at a uniformly drawn timestep (or the
+        clean sample, by ``prediction``)."""
         t = torch.randint(0, self.steps, (x0.shape[0],), generator=generator)
         noise = torch.randn(x0.shape, generator=generator)
-        err = (denoiser(self.add_noise(x0, noise, t), t.float()) - noise) ** 2
+        target = noise if self.prediction == 'epsilon' else x0
+        err = (denoiser(self.add_noise(x0, noise, t), t.float()) - target) ** 2
         if mask is not None:
             return (err * mask).sum() / mask.sum().clamp(min=1)
         return err.mean()
@@ -76,6 +86,7 @@ class DDIMSampler(nn.Module):
         if not 1 <= n_steps <= schedule.steps:
             raise ValueError(f'n_steps must be in [1, {schedule.steps}], got {n_steps}')
         self.n_steps, self.eta, self.clip = n_steps, float(eta), clip
+        self.prediction = schedule.prediction
         # 'Leading' spacing (T - T/n, ..., T/n, 0), as diffusers' DDIM does by default: the
         # first step is not t = T-1, where the cosine schedule's clamped last beta leaves
         # abar ~ 1e-7 and recovering x0 divides by its square root, amplifying rounding ~2000x
@@ -112,10 +123,18 @@ class DDIMSampler(nn.Module):
              abar_prev: torch.Tensor, sigma: torch.Tensor,
              noise: torch.Tensor | None = None) -> torch.Tensor:
         """One DDIM update x_t -> x_{t_prev}; the coefficients are scalars or (B, 1) columns."""
-        eps = denoiser(x, t)
-        x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
+        out = denoiser(x, t)
+        if self.prediction == 'epsilon':
+            eps = out
+            x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
+        else:
+            x0 = out
         if self.clip is not None:
             x0 = x0.clamp(-self.clip, self.clip)
+        if self.prediction == 'sample':
+            # The noise that the (clipped) x_0 implies; at abar -> 1 its coefficient below
+            # goes to 0 with abar_prev = 1, so the division cannot blow the result up.
+            eps = (x - abar.sqrt() * x0) / (1 - abar).clamp(min=1e-12).sqrt()
         direction = (1 - abar_prev - sigma ** 2).clamp(min=0).sqrt() * eps
         x = abar_prev.sqrt() * x0 + direction
         if noise is not None:

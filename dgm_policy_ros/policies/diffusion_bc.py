@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from dgm_policy_ros.config import ConfigError
-from dgm_policy_ros.diffusion import DDIMSampler, NoiseSchedule
+from dgm_policy_ros.diffusion import PREDICTIONS, DDIMSampler, NoiseSchedule
 from dgm_policy_ros.networks.denoisers import CHUNK_DENOISERS, make_denoiser
 from dgm_policy_ros.runtime.history import HistorySpec
 from dgm_policy_ros.training.algorithm import ChunkConfig, ChunkedAlgorithm, DataSpec, NoiseSpec
@@ -38,8 +38,11 @@ class DiffusionBCConfig(ChunkConfig):
     diffusion_steps: int = 100  # T of the training schedule
     sampling_steps: int = 10  # DDIM steps at inference
     schedule: str = 'cosine'
+    prediction: str = 'epsilon'  # what the denoiser predicts: 'epsilon' or 'sample' (x_0)
     eta: float = 0.0  # 0: deterministic DDIM given the initial noise
     time_embed: int = 32
+
+    legacy = {'prediction': 'epsilon'}  # runs saved before 'prediction' existed
 
     def validate(self) -> None:
         super().validate()
@@ -55,6 +58,8 @@ class DiffusionBCConfig(ChunkConfig):
             raise ConfigError('DiffusionBCConfig: need 1 <= sampling_steps <= diffusion_steps')
         if self.schedule not in ('cosine', 'linear'):
             raise ConfigError("DiffusionBCConfig.schedule must be 'cosine' or 'linear'")
+        if self.prediction not in PREDICTIONS:
+            raise ConfigError(f'DiffusionBCConfig.prediction must be one of {PREDICTIONS}')
         if self.eta < 0 or self.time_embed < 2 or self.time_embed % 2:
             raise ConfigError('DiffusionBCConfig: eta >= 0 and an even time_embed >= 2')
 
@@ -71,7 +76,7 @@ class DiffusionBC(ChunkedAlgorithm):
         self.chunk_dim = cfg.horizon * spec.act_dim
         self.denoiser = make_denoiser(cfg.denoiser, spec.obs_dim * cfg.n_obs_steps,
                                       self.chunk_dim, cfg.hidden, cfg.time_embed, cfg.horizon)
-        self.schedule = NoiseSchedule(cfg.diffusion_steps, cfg.schedule)
+        self.schedule = NoiseSchedule(cfg.diffusion_steps, cfg.schedule, prediction=cfg.prediction)
         self.sampler = DDIMSampler(self.schedule, cfg.sampling_steps, eta=cfg.eta)
         self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=1e-6)
 

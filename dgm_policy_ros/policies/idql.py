@@ -33,6 +33,7 @@ class IDQLConfig(QDiffusionConfig):
     expectile: float = 0.7
     reward_scale: float = 1.0
     selection: str = 'expectile'
+    prediction: str = 'sample'
 
     selections = ('argmax', 'expectile')
 

@@ -14,7 +14,7 @@ import dataclasses
 import torch
 
 from dgm_policy_ros.config import ConfigError
-from dgm_policy_ros.diffusion import DDIMSampler, NoiseSchedule
+from dgm_policy_ros.diffusion import PREDICTIONS, DDIMSampler, NoiseSchedule
 from dgm_policy_ros.networks.denoisers import DENOISERS, make_denoiser
 from dgm_policy_ros.policies.critics import TwinQ, make_target
 from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec, NoiseSpec
@@ -28,6 +28,7 @@ class QDiffusionConfig(AlgoConfig):
     diffusion_steps: int = 100
     sampling_steps: int = 10
     schedule: str = 'cosine'
+    prediction: str = 'epsilon'  # what the denoiser predicts: 'epsilon' or 'sample' (x_0)
     time_embed: int = 32
     n_candidates: int = 32
     gamma: float = 0.99
@@ -36,6 +37,7 @@ class QDiffusionConfig(AlgoConfig):
     selection: str = 'argmax'
 
     selections = ('argmax',)  # what this algorithm offers
+    legacy = {'prediction': 'epsilon'}  # runs saved before 'prediction' existed
 
     def validate(self) -> None:
         super().validate()
@@ -48,6 +50,8 @@ class QDiffusionConfig(AlgoConfig):
             raise ConfigError(f'{name}: need 1 <= sampling_steps <= diffusion_steps')
         if self.schedule not in ('cosine', 'linear'):
             raise ConfigError(f"{name}.schedule must be 'cosine' or 'linear'")
+        if self.prediction not in PREDICTIONS:
+            raise ConfigError(f'{name}.prediction must be one of {PREDICTIONS}')
         if self.n_candidates < 1:
             raise ConfigError(f'{name}.n_candidates must be >= 1')
         if not 0 < self.gamma <= 1 or not 0 < self.tau <= 1:
@@ -65,7 +69,7 @@ class QGuidedDiffusion(Algorithm):
         super().__init__(cfg, spec)
         self.denoiser = make_denoiser(cfg.denoiser, spec.obs_dim, spec.act_dim, cfg.hidden,
                                       cfg.time_embed)
-        self.schedule = NoiseSchedule(cfg.diffusion_steps, cfg.schedule)
+        self.schedule = NoiseSchedule(cfg.diffusion_steps, cfg.schedule, prediction=cfg.prediction)
         self.sampler = DDIMSampler(self.schedule, cfg.sampling_steps)
         self.critic = TwinQ(spec.obs_dim, spec.act_dim, cfg.critic_hidden)
         self.critic_target = make_target(self.critic)

@@ -15,7 +15,7 @@ serve them all.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,12 @@ class AlgoConfig(Config):
     batch_size: int = 256
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
     lr: float = 3e-4
+
+    # Settings added after runs were saved without them, with the value those runs were
+    # trained with (which may differ from today's default): a saved config that lacks a key
+    # gets it from here (``TrainConfig.algorithm_config(saved=True)``). Runs now save their
+    # whole resolved config, so only settings older runs predate belong here.
+    legacy: ClassVar[dict[str, Any]] = {}
 
     def validate(self) -> None:
         name = type(self).__name__

@@ -42,7 +42,8 @@ def retrain(bundle: str | Path, dataset: str, out: str | Path, bundle_out: str |
     cfg = TrainConfig(algo=parent_cfg.algo, dataset=data, out=str(out), steps=steps, seed=seed,
                       eval_every=-1, eval_episodes=eval_episodes, eval_env=parent.env_id,
                       checkpoint_every=max(steps // 5, 1), progress=progress,
-                      algo_config=parent_cfg.algo_config, init_from=str(trained))
+                      algo_config=parent_cfg.algorithm_config(saved=True).to_dict(),
+                      init_from=str(trained))
     trained_result = Trainer(cfg).run()
     child = load_bundle(export_bundle(out, bundle_out, overwrite=overwrite,
                                       parent=f'{parent.path} (sha256 {parent.sha256})'))

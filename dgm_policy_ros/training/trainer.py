@@ -71,8 +71,12 @@ class TrainConfig(Config):
         if self.synthetic_ratio is not None and not self.extra_transitions:
             raise ConfigError('TrainConfig.synthetic_ratio needs extra_transitions')
 
-    def algorithm_config(self):
-        return get_algorithm(self.algo).config_class.from_dict(self.algo_config)
+    def algorithm_config(self, saved: bool = False):
+        """The algorithm's typed config. ``saved``: ``algo_config`` was read from a run folder,
+        which may predate some settings; those take the value the run was trained with
+        (``AlgoConfig.legacy``) rather than today's default."""
+        cls = get_algorithm(self.algo).config_class
+        return cls.from_dict({**cls.legacy, **self.algo_config} if saved else self.algo_config)
 
 
 def _spec_to_dict(spec: DataSpec) -> dict[str, Any]:
@@ -100,8 +104,8 @@ def load_run(run_dir: str | os.PathLike, weights: str = 'model.safetensors',
     """
     run_dir = Path(run_dir)
     cfg = TrainConfig.from_dict(_read_yaml(run_dir / 'config.yaml'))
-    if overrides:
-        cfg = dataclasses.replace(cfg, algo_config={**cfg.algo_config, **overrides})
+    resolved = cfg.algorithm_config(saved=True).to_dict()  # what the weights were trained with
+    cfg = dataclasses.replace(cfg, algo_config={**resolved, **(overrides or {})})
     info = json.loads((run_dir / 'spec.json').read_text())
     algo = get_algorithm(cfg.algo)(cfg.algorithm_config(), spec_from_dict(info['spec']))
     load_weights(trained_weights(run_dir, weights), algo)
@@ -141,11 +145,18 @@ class Trainer:
             if not saved.is_file():
                 raise ConfigError(f'--resume: {self.run_dir} has no config.yaml')
             old = TrainConfig.from_dict(_read_yaml(saved))
-            keys = ('algo', 'dataset', 'seed', 'algo_config', 'val_fraction', 'checkpoint_every',
-                    'init_from', 'extra_transitions', 'synthetic_ratio')
+            keys = ('algo', 'dataset', 'seed', 'val_fraction', 'checkpoint_every', 'init_from',
+                    'extra_transitions', 'synthetic_ratio')
             diff = [k for k in keys if getattr(old, k) != getattr(self.cfg, k)]
+            # The request is either the run's own config.yaml (saved) or a config given
+            # again as for a new run; either way it must resolve to what the run started with.
+            started = old.algorithm_config(saved=True)
+            if not diff and started not in (self.cfg.algorithm_config(),
+                                            self.cfg.algorithm_config(saved=True)):
+                diff.append('algo_config')
             if diff:
                 raise ConfigError(f'--resume: the run was started with different {diff}')
+            self.cfg = dataclasses.replace(self.cfg, algo_config=started.to_dict())
         elif (self.run_dir / 'checkpoints' / 'latest.json').is_file():
             raise ConfigError(f'{self.run_dir} already holds a run: pass --resume to continue '
                               'it or choose another --out')
@@ -181,9 +192,9 @@ class Trainer:
                 torch.distributed.destroy_process_group()
 
     def _run(self, distributed: bool) -> dict[str, Any]:
+        self._check_resume()  # on resume, self.cfg takes the run's own algorithm config
         cfg = self.cfg
         lead = self.rank == 0
-        self._check_resume()
         torch.manual_seed(cfg.seed)
         ds, split, spec = self._data()
         algo_cfg = cfg.algorithm_config()
@@ -208,7 +219,10 @@ class Trainer:
                               else meta['extra']['sampler_state']['0'])
         if lead:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_yaml(self.run_dir / 'config.yaml', cfg.to_dict())
+            # The whole resolved algorithm config, so later changes of defaults cannot change
+            # how these weights are read.
+            atomic_write_yaml(self.run_dir / 'config.yaml',
+                              dataclasses.replace(cfg, algo_config=algo_cfg.to_dict()).to_dict())
             atomic_write_json(self.run_dir / 'spec.json', {
                 'spec': _spec_to_dict(spec), 'dataset_id': ds.dataset_id, 'env_id': env_id,
                 'algo': cfg.algo, 'family': algo.family, 'chunk_size': algo.chunk_size,
