@@ -3,8 +3,10 @@
 bc's regression (bench/results/behaviour_fit.md).
 
 ``idql``'s policy is its diffusion behaviour model plus a choice among candidates, so it can
-only be as good as that model. For ``idql`` and ``bc`` runs of the policy benchmark's settings
-at two training budgets, on the (state, action) pairs of the dataset: the spread of the
+only be as good as that model. For ``bc`` and ``idql`` with its denoiser predicting the noise
+(``prediction: epsilon``) or the clean action (``sample``), with the policy benchmark's
+settings, at one or more training budgets, on the (state, action) pairs of the dataset: the
+spread of the
 model's actions for one state (std over ``--samples`` draws, in the [-1, 1] action box; the
 data's behaviour policies added Gaussian noise of std 0.1 there, so a model that has learned
 the behaviour distribution spreads about 0.1), the squared error of their mean and of a single
@@ -18,15 +20,36 @@ from pathlib import Path
 import sys
 
 import numpy as np
+import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import write_result  # noqa: E402
 from diffusion_steps import ensure_run  # noqa: E402
-from policies import OUR_CONFIGS, cache_path  # noqa: E402
+from policies import OUR_CONFIGS  # noqa: E402
 
 ALONE = {'idql': {'selection': 'argmax', 'n_candidates': 1}}  # the behaviour model by itself
+ARMS = [('bc', {}), ('idql', {'prediction': 'epsilon'}), ('idql', {'prediction': 'sample'})]
+
+
+def ensure_arm(algo: str, settings: dict, dataset: str, steps: int, seed: int) -> Path:
+    """The policy benchmark's run where it was trained with these settings, else one here."""
+    from dgm_policy_ros.training.trainer import TrainConfig
+
+    config = {**OUR_CONFIGS[algo], **settings}
+    wanted = TrainConfig(algo=algo, dataset=dataset, algo_config=config).algorithm_config()
+    bench = HERE.parent / 'runs' / 'bench' / dataset.replace('/', '_') / \
+        f'ours-{algo}-s{seed}-n{steps}'  # where bench/policies.py trains it
+    if (bench / 'model.safetensors').is_file():
+        saved = TrainConfig.from_dict(yaml.safe_load((bench / 'config.yaml').read_text()))
+        if saved.algorithm_config(saved=True) == wanted:
+            return bench
+    tag = '-'.join(str(v) for v in settings.values())
+    run = HERE.parent / 'runs' / 'behaviour_fit' / \
+        f"{algo}{'-' + tag if tag else ''}-{dataset.replace('/', '_')}-s{seed}-n{steps}"
+    ensure_run(run, dataset, steps, seed, algo=algo, algo_config=config)
+    return run
 
 
 def fit(run: Path, dataset: str, samples: int, states: int, overrides: dict) -> dict:
@@ -67,8 +90,7 @@ def score(run: Path, out: Path, overrides: dict, episodes: int, seed: int) -> fl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--dataset', default='dgm/hopper/medium-v0')
-    parser.add_argument('--algos', nargs='+', default=['bc', 'idql'])
-    parser.add_argument('--steps', type=int, nargs='+', default=[5000, 50000])
+    parser.add_argument('--steps', type=int, nargs='+', default=[5000])
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--samples', type=int, default=16, help='draws per state')
     parser.add_argument('--states', type=int, default=2000)
@@ -82,23 +104,21 @@ def main() -> int:
              'noise of std 0.1). Scores: normalized, mean of '
              f'{args.episodes} episodes through the deployment runner; "model alone" is idql '
              'with one candidate.', '',
-             '| algorithm | steps | spread of draws | MSE of their mean | MSE of one draw | '
-             'score, model alone | score, shipped policy |', '|---|---|---|---|---|---|---|']
+             '| algorithm | prediction | steps | spread of draws | MSE of their mean | '
+             'MSE of one draw | score, model alone | score, shipped policy |',
+             '|---|---|---|---|---|---|---|---|']
     for steps in args.steps:
-        for algo in args.algos:
-            run = HERE.parent / 'runs' / 'bench' / \
-                cache_path('ours', algo, args.dataset, args.seed, steps).parent.name / \
-                f'ours-{algo}-s{args.seed}-n{steps}'
-            ensure_run(run, args.dataset, steps, args.seed, algo=algo,
-                       algo_config=OUR_CONFIGS[algo])
+        for algo, settings in ARMS:
+            run = ensure_arm(algo, settings, args.dataset, steps, args.seed)
             alone = ALONE.get(algo, {})
             f = fit(run, args.dataset, args.samples, args.states, alone)
             bundles = HERE.parent / 'runs' / 'behaviour_fit'
             shipped = score(run, bundles / f'{run.name}-shipped', {}, args.episodes, args.seed)
             by_itself = score(run, bundles / f'{run.name}-alone', alone, args.episodes,
                               args.seed) if alone else shipped
-            lines.append(f"| {algo} | {steps} | {f['spread']:.3f} | {f['mse_mean']:.4f} | "
-                         f"{f['mse_draw']:.4f} | {by_itself:.1f} | {shipped:.1f} |")
+            lines.append(f"| {algo} | {settings.get('prediction', '–')} | {steps} | "
+                         f"{f['spread']:.3f} | {f['mse_mean']:.4f} | {f['mse_draw']:.4f} | "
+                         f"{by_itself:.1f} | {shipped:.1f} |")
             print(lines[-1], flush=True)
     body = '\n'.join(lines) + '\n'
     print(body)

@@ -57,6 +57,28 @@ def cache_path(impl: str, algo: str, dataset: str, seed: int, steps: int) -> Pat
     return CACHE / dataset.replace('/', '_') / f'{impl}-{algo}-s{seed}-n{steps}.json'
 
 
+def our_config(algo: str, saved: bool = False) -> dict:
+    """The whole algorithm config our side trains ``algo`` with today (``saved``: what a run
+    of these settings saved before some of today's settings existed was trained with)."""
+    from dgm_policy_ros.training.registry import get_algorithm
+
+    cls = get_algorithm(algo).config_class
+    return cls.from_dict({**cls.legacy, **OUR_CONFIGS[algo]} if saved
+                         else OUR_CONFIGS[algo]).to_dict()
+
+
+def cached(impl: str, algo: str, dataset: str, seed: int, steps: int) -> bool:
+    """A finished run of today's settings: a run trained with other settings (a default has
+    changed since) is stale, is left out of the table and runs again."""
+    path = cache_path(impl, algo, dataset, seed, steps)
+    if not path.is_file():
+        return False
+    if impl != 'ours':
+        return True
+    saved = json.loads(path.read_text()).get('algo_config') or our_config(algo, saved=True)
+    return saved == our_config(algo)
+
+
 def run_ours(algo, dataset, seed, steps, episodes, path: Path) -> None:
     import yaml
 
@@ -72,8 +94,10 @@ def run_ours(algo, dataset, seed, steps, episodes, path: Path) -> None:
         shutil.rmtree(run)
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     result = json.loads((run / 'result.json').read_text())
+    trained_with = yaml.safe_load((run / 'config.yaml').read_text())['algo_config']
     out = {'impl': 'ours', 'algo': algo, 'dataset': dataset, 'seed': seed, 'steps': steps,
-           'train_s': result['wall_s'] - result['eval_s'], **result}
+           'train_s': result['wall_s'] - result['eval_s'], 'algo_config': trained_with,
+           **result}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
 
@@ -101,8 +125,8 @@ def grid(ours, d3rlpy, envs, datasets, seeds) -> list[tuple]:
 def table(jobs, steps) -> str:
     rows: dict[tuple, list[dict]] = {}
     for impl, algo, dataset, seed in jobs:
-        path = cache_path(impl, algo, dataset, seed, steps)
-        if path.is_file():
+        if cached(impl, algo, dataset, seed, steps):
+            path = cache_path(impl, algo, dataset, seed, steps)
             rows.setdefault((dataset, impl, algo), []).append(json.loads(path.read_text()))
     datasets = sorted({j[2] for j in jobs})
     lines = [f'Normalized score (mean ± std over seeds; each seed the mean of its evaluation '
@@ -144,7 +168,7 @@ def main() -> int:
     args = parser.parse_args()
 
     jobs = grid(args.ours, args.d3rlpy, args.envs, args.datasets, args.seeds)
-    todo = [j for j in jobs if not cache_path(*j, args.steps).is_file()]
+    todo = [j for j in jobs if not cached(*j, args.steps)]
     print(f'{len(jobs)} runs, {len(jobs) - len(todo)} cached, {len(todo)} to do', flush=True)
     jobs = grid(OURS, D3RLPY, args.envs, args.datasets, SEEDS)  # the table shows them all
 
@@ -166,12 +190,12 @@ def main() -> int:
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(work, todo))
     body = table(jobs, args.steps)
-    missing = sum(not cache_path(*j, args.steps).is_file() for j in jobs)
+    missing = sum(not cached(*j, args.steps) for j in jobs)
     if missing:
         body = (f'**Partial: {len(jobs) - missing} of {len(jobs)} runs done** (the rest run '
                 f'with `python bench/policies.py --steps {args.steps}`, which skips the runs '
-                'cached in bench/results/policies_runs/; `--table-only` only rebuilds this '
-                'table).\n\n' + body)
+                'cached in bench/results/policies_runs/ with the current settings; '
+                '`--table-only` only rebuilds this table).\n\n' + body)
     body += ('\nSettings: our bc/td3bc/bcq use the same widths, batch sizes and candidate '
              "counts as d3rlpy's BC/TD3PlusBC/BCQ (bench/policies.py, bench/d3rlpy_job.py); "
              'd3rlpy IQL scales rewards by 1000/(return range) as in its D4RL reproduction; '
@@ -179,7 +203,9 @@ def main() -> int:
              'DecisionTransformer share CPU-sized settings (64-wide tokens, context 10, 3 layers, '
              '1 head, batch 64, lr 1e-4 with a 10% warm-up, returns-to-go divided by the best '
              'training return, which is also the target return). idql draws one of 32 '
-             'diffusion candidates with its expectile weights. Observations are '
+             'diffusion candidates with its expectile weights; the idql and diffusion_bc '
+             "denoisers predict the clean action (x_0), diffusion_ql's the noise. "
+             'Observations are '
              'standardized on both sides. Evaluation: '
              f'{args.eval_episodes} episodes per run, env seeds 10000+seed, the same loop '
              '(dgm_policy_ros/sim/evaluate.py) for both. '
