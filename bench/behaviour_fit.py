@@ -82,9 +82,7 @@ def score(run: Path, out: Path, overrides: dict, episodes: int, seed: int) -> fl
 
     bundle = export_bundle(run, out, overwrite=True, fp16=False, overrides=overrides)
     runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=seed)
-    env_seed = runner.bundle.manifest['training']['eval_env_seed']
-    return float(evaluate_runner(runner, runner.bundle.env_id, episodes,
-                                 seed=env_seed).scores.mean())
+    return float(evaluate_runner(runner, episodes=episodes).scores.mean())
 
 
 def main() -> int:

@@ -61,9 +61,7 @@ def main() -> int:
                 bundle = export_bundle(run, root / 'bundles' / run.name, overwrite=True,
                                        fp16=False)
                 runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=seed)
-                env_seed = runner.bundle.manifest['training']['eval_env_seed']
-                result = evaluate_runner(runner, runner.bundle.env_id, args.episodes,
-                                         seed=env_seed)
+                result = evaluate_runner(runner, episodes=args.episodes)
                 scores.append(result.scores.mean())
                 runners[arm] = runner
                 print(f'{dataset} {arm} seed {seed}: {scores[-1]:.1f}', flush=True)

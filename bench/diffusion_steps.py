@@ -68,9 +68,7 @@ def main() -> int:
         graph = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=args.seed)
         loop = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=args.seed,
                             sampling='runner')
-        env_id = graph.bundle.env_id
-        env_seed = graph.bundle.manifest['training']['eval_env_seed']
-        result = evaluate_runner(graph, env_id, args.episodes, seed=env_seed)
+        result = evaluate_runner(graph, episodes=args.episodes)
         runners[k] = (graph, loop)
         rows.append({'k': k, 'score': result.scores.mean(), 'score_std': result.scores.std(),
                      'return': result.returns.mean()})

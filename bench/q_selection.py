@@ -114,8 +114,7 @@ def main() -> int:
             bundle = export_bundle(run, out, overwrite=True, fp16=False,
                                    overrides={'selection': rule, 'n_candidates': n})
             runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=args.seed)
-            env_seed = runner.bundle.manifest['training']['eval_env_seed']
-            result = evaluate_runner(runner, runner.bundle.env_id, args.episodes, seed=env_seed)
+            result = evaluate_runner(runner, episodes=args.episodes)
             cells.append(f'{result.scores.mean():.1f} ± {result.scores.std():.1f}')
             print(f'{dataset} {label} {rule} of {n}: {cells[-1]}', flush=True)
         lines.append(f'| {dataset} ({label}) | ' + ' | '.join(cells) + ' |')

@@ -227,9 +227,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     env_id = args.env or runner.bundle.env_id
     if not env_id:
         raise ValueError('the bundle names no environment: pass --env')
-    env_seed = args.env_seed if args.env_seed is not None else \
-        runner.bundle.manifest.get('training', {}).get('eval_env_seed', 0)
-    result = evaluate_runner(runner, env_id, args.episodes, seed=env_seed)
+    result = evaluate_runner(runner, env_id, args.episodes, seed=args.env_seed)
     summary = {'bundle': str(args.bundle), 'env': env_id, 'episodes': args.episodes,
                'backend': runner.backend.name, **result.summary(),
                **runner.latency_percentiles(),

@@ -79,12 +79,13 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     from dgm_policy_ros.runtime.bundle import load_bundle
 
     bundle_path = Path(bundle).resolve()
-    manifest = load_bundle(bundle_path).manifest
-    env_id = env_id or manifest.get('training', {}).get('env_id')
+    loaded = load_bundle(bundle_path)
+    manifest = loaded.manifest
+    env_id = env_id or loaded.env_id
     if not env_id:
         raise ValueError('the bundle names no environment: pass --env')
     if seed is None:
-        seed = int(manifest.get('training', {}).get('eval_env_seed', 0))
+        seed = loaded.eval_env_seed
     work = Path(tempfile.mkdtemp(prefix='dgm-sim-loop-'))
     spec_file = work / 'observation_spec.yaml'
     spec_file.write_text(yaml.safe_dump(observation_spec_for_sim(manifest['observation']

@@ -115,6 +115,12 @@ class Bundle:
         return self.manifest.get('training', {}).get('env_id')
 
     @property
+    def eval_env_seed(self) -> int:
+        """The first environment seed of the training run's evaluation (0 if it had none),
+        so a bundle scored later is scored on the episodes its training was."""
+        return int(self.manifest.get('training', {}).get('eval_env_seed') or 0)
+
+    @property
     def sha256(self) -> str:
         """The bundle's identity: the hash of its manifest (which hashes every file)."""
         return sha256_file(self.path / MANIFEST)

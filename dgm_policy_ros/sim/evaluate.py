@@ -60,10 +60,15 @@ def evaluate(policy: ChunkPolicy, env_id: str, episodes: int = 10, seed: int = 0
                       np.concatenate([p.lengths for p in parts]))
 
 
-def evaluate_runner(runner, env_id: str, episodes: int = 10, seed: int = 0,
-                    parallel: bool = True) -> EvalResult:
+def evaluate_runner(runner, env_id: str | None = None, episodes: int = 10,
+                    seed: int | None = None, parallel: bool = True) -> EvalResult:
     """Score an exported bundle through the deployment runner (what ships is what is scored):
-    its chunking, and its history window with the runner's target return."""
+    its chunking, and its history window with the runner's target return. The environment
+    and its seeds default to the bundle's own (its training run's evaluation)."""
+    env_id = env_id or runner.bundle.env_id
+    if not env_id:
+        raise ValueError('the bundle names no environment: pass one')
+    seed = runner.bundle.eval_env_seed if seed is None else seed
     history = None
     if runner.history is not None:
         history = dataclasses.replace(runner.history.spec,

@@ -54,9 +54,8 @@ def retrain(bundle: str | Path, dataset: str, out: str | Path, bundle_out: str |
         from dgm_policy_ros.runtime import PolicyRunner
         from dgm_policy_ros.sim.evaluate import evaluate_runner
 
-        env_seed = int(parent.manifest['training'].get('eval_env_seed') or 10_000)
-        for name, b in (('parent', parent), ('retrained', child)):
+        for name, b in (('parent', parent), ('retrained', child)):  # on the parent's episodes
             result = evaluate_runner(PolicyRunner(b, backend='onnxruntime-cpu', seed=seed),
-                                     parent.env_id, eval_episodes, seed=env_seed)
+                                     parent.env_id, eval_episodes, seed=parent.eval_env_seed)
             summary[name] = result.summary()
     return summary
