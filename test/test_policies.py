@@ -226,6 +226,20 @@ def test_config_round_trip_and_bad_values(name):
         cls.from_dict({'learning_rate': 1e-3})
 
 
+def test_diffusion_settings_are_checked_with_a_reason():
+    cls = get_algorithm('diffusion_bc').config_class
+    with pytest.raises(ConfigError, match='not divisible'):  # two halvings of 6 steps
+        cls.from_dict({'denoiser': 'unet', 'hidden': [32, 64, 128], 'horizon': 6})
+    assert cls.from_dict({'denoiser': 'unet', 'hidden': [32, 64, 128], 'horizon': 8})
+    with pytest.raises(ConfigError, match='denoiser must be one of'):
+        cls.from_dict({'denoiser': 'transformer'})
+    for name in ('diffusion_bc', 'idql', 'diffusion_ql'):
+        with pytest.raises(ConfigError, match='prediction must be one of'):
+            get_algorithm(name).config_class.from_dict({'prediction': 'velocity'})
+    with pytest.raises(ConfigError, match='denoiser must be one of'):  # single actions
+        get_algorithm('idql').config_class.from_dict({'denoiser': 'unet'})
+
+
 def test_run_folder_has_logs_plot_and_refuses_to_clobber(tiny_dataset, tmp_path):
     run = tmp_path / 'bc'
     result = _train('bc', run, 40, dataset=tiny_dataset)
