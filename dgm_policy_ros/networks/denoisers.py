@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Denoiser networks epsilon(x_t, t | condition). Kept apart from the noise schedules and
-samplers (``dgm_policy_ros.diffusion``), which work with any callable of (x_t, t)."""
+"""Denoiser networks f(x_t, t | condition), predicting the noise or the clean sample (the
+schedule's ``prediction``). Kept apart from the noise schedules and samplers
+(``dgm_policy_ros.diffusion``), which work with any callable of (x_t, t)."""
 from __future__ import annotations
 
 from typing import Sequence

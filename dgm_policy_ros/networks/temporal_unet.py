@@ -47,7 +47,8 @@ class _FiLMBlock(nn.Module):
 
 
 class TemporalUNet1D(nn.Module):
-    """epsilon(x_t, t | cond) for a flat chunk x_t of ``horizon`` actions of ``act_dim``.
+    """The denoiser's output (the noise or the clean chunk, as its schedule's ``prediction``
+    says) for a flat chunk x_t of ``horizon`` actions of ``act_dim``, given t and ``cond``.
 
     ``channels`` are the widths of the levels, finest first; each level after the first
     halves the chunk length, so ``horizon`` must be divisible by ``2 ** (len(channels) - 1)``.

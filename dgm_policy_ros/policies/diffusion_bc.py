@@ -7,8 +7,8 @@ the last few observations, a window the runtime keeps (``HistorySpec``, the firs
 repeated before the episode start, as the training sampler pads).
 
 The model (``denoiser``: an MLP over the flattened chunk, or the paper's temporal 1-D conv
-U-Net with FiLM conditioning) is separate from the noise
-schedule and sampler (``dgm_policy_ros.diffusion``). The whole fixed-step sampling loop is one
+U-Net with FiLM conditioning) is separate from the noise schedule and sampler
+(``dgm_policy_ros.diffusion``). The whole fixed-step sampling loop is one
 exported graph; its initial noise (and, with ``eta > 0``, its per-step noise) are explicit
 inputs, so the deployed policy is deterministic given them.
 """
