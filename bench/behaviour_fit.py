@@ -89,34 +89,40 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--dataset', default='dgm/hopper/medium-v0')
     parser.add_argument('--steps', type=int, nargs='+', default=[5000])
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--samples', type=int, default=16, help='draws per state')
     parser.add_argument('--states', type=int, default=2000)
     parser.add_argument('--episodes', type=int, default=10)
     args = parser.parse_args()
 
-    lines = [f"{args.dataset}, seed {args.seed}; runs with the policy benchmark's settings "
+    seeds = ', '.join(map(str, args.seeds))
+    lines = [f"{args.dataset}, seeds {seeds}; runs with the policy benchmark's settings "
              '(bench/policies.py, reused from its run folders where they exist). Fit on '
              f'{args.states} (state, action) pairs of 20 dataset episodes, {args.samples} draws '
              'per state, in the [-1, 1] action box (the data: a behaviour policy plus Gaussian '
-             'noise of std 0.1). Scores: normalized, mean of '
-             f'{args.episodes} episodes through the deployment runner; "model alone" is idql '
-             'with one candidate.', '',
+             'noise of std 0.1), averaged over the seeds. Scores: normalized, mean ± std over '
+             f'the seeds, each the mean of {args.episodes} episodes through the deployment '
+             'runner; "model alone" is idql with one candidate.', '',
              '| algorithm | prediction | steps | spread of draws | MSE of their mean | '
              'MSE of one draw | score, model alone | score, shipped policy |',
              '|---|---|---|---|---|---|---|---|']
+    bundles = HERE.parent / 'runs' / 'behaviour_fit'
     for steps in args.steps:
         for algo, settings in ARMS:
-            run = ensure_arm(algo, settings, args.dataset, steps, args.seed)
+            fits, alone_scores, shipped_scores = [], [], []
             alone = ALONE.get(algo, {})
-            f = fit(run, args.dataset, args.samples, args.states, alone)
-            bundles = HERE.parent / 'runs' / 'behaviour_fit'
-            shipped = score(run, bundles / f'{run.name}-shipped', {}, args.episodes, args.seed)
-            by_itself = score(run, bundles / f'{run.name}-alone', alone, args.episodes,
-                              args.seed) if alone else shipped
+            for seed in args.seeds:
+                run = ensure_arm(algo, settings, args.dataset, steps, seed)
+                fits.append(fit(run, args.dataset, args.samples, args.states, alone))
+                shipped_scores.append(score(run, bundles / f'{run.name}-shipped', {},
+                                            args.episodes, seed))
+                alone_scores.append(score(run, bundles / f'{run.name}-alone', alone,
+                                          args.episodes, seed) if alone else shipped_scores[-1])
+            f = {k: np.mean([x[k] for x in fits]) for k in fits[0]}
             lines.append(f"| {algo} | {settings.get('prediction', '–')} | {steps} | "
                          f"{f['spread']:.3f} | {f['mse_mean']:.4f} | {f['mse_draw']:.4f} | "
-                         f"{by_itself:.1f} | {shipped:.1f} |")
+                         f'{np.mean(alone_scores):.1f} ± {np.std(alone_scores):.1f} | '
+                         f'{np.mean(shipped_scores):.1f} ± {np.std(shipped_scores):.1f} |')
             print(lines[-1], flush=True)
     body = '\n'.join(lines) + '\n'
     print(body)
