@@ -30,7 +30,10 @@ from dgm_policy_ros.training.algorithm import ChunkConfig, ChunkedAlgorithm, Dat
 class DiffusionBCConfig(ChunkConfig):
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
     # 'mlp' over the flattened chunk, 'resnet', or 'unet': the paper's temporal 1-D conv U-Net,
-    # whose levels' channel widths are then ``hidden`` (each level after the first halves H)
+    # whose levels' channel widths are then ``hidden`` (each level after the first halves H).
+    # At 5000 steps the unet ([32, 64]) matched the MLP on hopper medium (20.1 vs 19.5) and
+    # trailed it on halfcheetah medium (38.4 vs 45.6) at 11x its CPU latency
+    # (bench/results/chunk_denoisers.md), so the MLP stays the default.
     denoiser: str = 'mlp'
     horizon: int = 8
     n_action_steps: int = 4
@@ -39,8 +42,8 @@ class DiffusionBCConfig(ChunkConfig):
     sampling_steps: int = 10  # DDIM steps at inference
     schedule: str = 'cosine'
     # What the denoiser predicts: 'sample' (the clean chunk x_0) or 'epsilon' (the noise). At
-    # 5000 steps x_0 scored 44.6 on halfcheetah medium where epsilon scored 8.7
-    # (bench/results/chunk_denoisers.md).
+    # 5000 steps x_0 scored 45.6 on halfcheetah medium where epsilon scored 9.2, and 19.5
+    # against 13.7 on hopper medium (bench/results/chunk_denoisers.md).
     prediction: str = 'sample'
     eta: float = 0.0  # 0: deterministic DDIM given the initial noise
     time_embed: int = 32
