@@ -35,10 +35,11 @@ ARMS = [('bc', {}), ('idql', {'prediction': 'epsilon'}), ('idql', {'prediction':
 
 def ensure_arm(algo: str, settings: dict, dataset: str, steps: int, seed: int) -> Path:
     """The policy benchmark's run where it was trained with these settings, else one here."""
+    from dgm_policy_ros.training.registry import get_algorithm
     from dgm_policy_ros.training.trainer import TrainConfig
 
     config = {**OUR_CONFIGS[algo], **settings}
-    wanted = TrainConfig(algo=algo, dataset=dataset, algo_config=config).algorithm_config()
+    wanted = get_algorithm(algo).config_class.from_dict(config)
     bench = HERE.parent / 'runs' / 'bench' / dataset.replace('/', '_') / \
         f'ours-{algo}-s{seed}-n{steps}'  # where bench/policies.py trains it
     if (bench / 'model.safetensors').is_file():

@@ -42,6 +42,9 @@ def test_export_parity_and_manifest(bundles, ident):
     parity = m['parity']['onnxruntime_vs_torch_max_abs_error']
     assert parity['fp32'] <= 1e-5
     assert np.isfinite(parity['fp16'])
+    rows_off = m['parity']['fp16_rows_off']
+    assert rows_off['rows'] == 64 and 0 <= rows_off['over'] <= 64
+    assert (rows_off['over'] == 0) == (parity['fp16'] <= rows_off['tolerance'])
     assert m['observation']['size'] == OBS_DIM and m['action']['size'] == 2
     np.testing.assert_allclose(m['action']['low'], LOW)
     training = {'training/model.safetensors', 'training/config.yaml', 'training/spec.json'}

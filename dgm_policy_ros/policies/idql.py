@@ -10,11 +10,14 @@ unseen actions cannot pull it out of the data's support.
 The pick (``selection``) is by default the paper's expectile implicit policy: a candidate is
 drawn with weight ``expectile`` where Q(s, a) > V(s) and ``1 - expectile`` elsewhere. It
 leans towards better-than-average actions without chasing the critic's maximum, which on
-actions the data never took is mostly the critic's error: after 5000 steps on hopper medium
-the argmax of 32 candidates scored 5.2 where the behaviour model alone scored 19.6 and the
-expectile draw 20.2, and a 10x faster target network, whose Q then tracked the full return
-(correlation 0.95 instead of 0.05), made the argmax no better (2.4; bench/results/
-q_selection.md).
+actions the data never took can be the critic's error: with a 10x faster target network,
+whose Q then tracks the full return on hopper medium (correlation 0.95 instead of 0.05), the
+argmax of 32 candidates scored 23.4 and the expectile draw 25.8, where the behaviour model
+alone scored 28.2 (5000 steps, one run; bench/results/q_selection.md).
+
+The denoiser predicts the clean action (``prediction: sample``): after 5000 steps its draws
+spread like the data's own action noise, where a noise-predicting one spreads about twice as
+wide (bench/results/behaviour_fit.md).
 """
 from __future__ import annotations
 
