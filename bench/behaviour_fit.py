@@ -20,13 +20,11 @@ from pathlib import Path
 import sys
 
 import numpy as np
-import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import write_result  # noqa: E402
-from diffusion_steps import ensure_run  # noqa: E402
+from common import ensure_run, trained_with, write_result  # noqa: E402
 from policies import OUR_CONFIGS  # noqa: E402
 
 ALONE = {'idql': {'selection': 'argmax', 'n_candidates': 1}}  # the behaviour model by itself
@@ -36,16 +34,13 @@ ARMS = [('bc', {}), ('idql', {'prediction': 'epsilon'}), ('idql', {'prediction':
 def ensure_arm(algo: str, settings: dict, dataset: str, steps: int, seed: int) -> Path:
     """The policy benchmark's run where it was trained with these settings, else one here."""
     from dgm_policy_ros.training.registry import get_algorithm
-    from dgm_policy_ros.training.trainer import TrainConfig
 
     config = {**OUR_CONFIGS[algo], **settings}
     wanted = get_algorithm(algo).config_class.from_dict(config)
     bench = HERE.parent / 'runs' / 'bench' / dataset.replace('/', '_') / \
         f'ours-{algo}-s{seed}-n{steps}'  # where bench/policies.py trains it
-    if (bench / 'model.safetensors').is_file():
-        saved = TrainConfig.from_dict(yaml.safe_load((bench / 'config.yaml').read_text()))
-        if saved.algorithm_config(saved=True) == wanted:
-            return bench
+    if (bench / 'model.safetensors').is_file() and trained_with(bench) == wanted:
+        return bench
     tag = '-'.join(str(v) for v in settings.values())
     run = HERE.parent / 'runs' / 'behaviour_fit' / \
         f"{algo}{'-' + tag if tag else ''}-{dataset.replace('/', '_')}-s{seed}-n{steps}"

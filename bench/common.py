@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What every bench/ script writes with its table: the machine and the exact command."""
+"""What bench/ scripts share: the machine and the exact command written with every table, and
+training runs made (or reused) for a measurement."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,6 +8,8 @@ import os
 from pathlib import Path
 import platform
 import shlex
+import shutil
+import subprocess
 import sys
 
 from dgm_policy_ros.utils.atomic import atomic_write_text
@@ -41,3 +44,40 @@ def write_result(name: str, title: str, body: str) -> Path:
             f'- machine: {machine_description()}\n'
             f'- command: `{command}`\n\n{body}\n')
     return atomic_write_text(RESULTS / f'{name}.md', text)
+
+
+def trained_with(run: Path):
+    """The whole algorithm config a finished or interrupted run was trained with."""
+    import yaml
+
+    from dgm_policy_ros.training.trainer import TrainConfig
+
+    saved = TrainConfig.from_dict(yaml.safe_load((run / 'config.yaml').read_text()))
+    return saved.algorithm_config(saved=True)
+
+
+def ensure_run(run: Path, dataset: str, steps: int, seed: int, algo: str = 'diffusion_bc',
+               algo_config: dict | None = None) -> None:
+    """Train ``run`` unless it has finished with these settings (resuming it if it was
+    interrupted). A run trained with other settings, such as a default that has changed
+    since, is trained again rather than measured as if it were this one."""
+    import yaml
+
+    from dgm_policy_ros.training.registry import get_algorithm
+
+    wanted = get_algorithm(algo).config_class.from_dict(algo_config or {})
+    if (run / 'config.yaml').is_file() and trained_with(run) != wanted:
+        shutil.rmtree(run)
+    if (run / 'model.safetensors').is_file():
+        return
+    resume = ['--resume'] if (run / 'checkpoints' / 'latest.json').is_file() else []
+    config = []
+    if algo_config:
+        path = run.with_suffix('.yaml')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump({'algo_config': algo_config}))
+        config = ['--config', str(path)]
+    subprocess.run([sys.executable, '-m', 'dgm_policy_ros.cli.main', 'train', '--algo', algo,
+                    '--dataset', dataset, '--steps', str(steps), '--seed', str(seed), '--out',
+                    str(run), '--eval-every', '-1', '--threads', '1', '--quiet', *config,
+                    *resume], check=True)

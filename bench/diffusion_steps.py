@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-import subprocess
 import sys
 
 import numpy as np
@@ -18,28 +17,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import RESULTS, write_result  # noqa: E402
+from common import RESULTS, ensure_run, write_result  # noqa: E402
 from latency import race  # noqa: E402
-
-
-def ensure_run(run: Path, dataset: str, steps: int, seed: int, algo: str = 'diffusion_bc',
-               algo_config: dict | None = None) -> None:
-    """Train ``run`` unless it has finished (resuming it if it was interrupted)."""
-    import yaml
-
-    if (run / 'model.safetensors').is_file():
-        return
-    resume = ['--resume'] if (run / 'checkpoints' / 'latest.json').is_file() else []
-    config = []
-    if algo_config:
-        path = run.with_suffix('.yaml')
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump({'algo_config': algo_config}))
-        config = ['--config', str(path)]
-    subprocess.run([sys.executable, '-m', 'dgm_policy_ros.cli.main', 'train', '--algo', algo,
-                    '--dataset', dataset, '--steps', str(steps), '--seed', str(seed), '--out',
-                    str(run), '--eval-every', '-1', '--threads', '1', '--quiet', *config,
-                    *resume], check=True)
 
 
 def main() -> int:

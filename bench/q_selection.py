@@ -23,8 +23,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import write_result  # noqa: E402
-from diffusion_steps import ensure_run  # noqa: E402
+from common import ensure_run, write_result  # noqa: E402
 
 VARIANTS = [('argmax', 1), ('argmax', 4), ('argmax', 32), ('expectile', 32)]
 
