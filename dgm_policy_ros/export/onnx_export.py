@@ -159,7 +159,6 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
             errors['fp16'] = float(rows.max())
             rows_off = {'tolerance': FP16_ROW_TOLERANCE, 'rows': len(rows),
                         'over': int((rows > FP16_ROW_TOLERANCE).sum())}
-
         sampler = None
         if hasattr(algo, 'step_module') and not algo.noise_specs()[1:]:  # deterministic DDIM
             sampler = _export_sampling_steps(algo, tmp, rng, graphs)
