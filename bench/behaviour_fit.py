@@ -6,12 +6,11 @@ bc's regression (bench/results/behaviour_fit.md).
 only be as good as that model. For ``bc`` and ``idql`` with its denoiser predicting the noise
 (``prediction: epsilon``) or the clean action (``sample``), with the policy benchmark's
 settings, at one or more training budgets, on the (state, action) pairs of the dataset: the
-spread of the
-model's actions for one state (std over ``--samples`` draws, in the [-1, 1] action box; the
-data's behaviour policies added Gaussian noise of std 0.1 there, so a model that has learned
-the behaviour distribution spreads about 0.1), the squared error of their mean and of a single
-draw against the dataset's action, and the score in MuJoCo through the deployment runner of
-the model alone (idql with one candidate) and of the shipped policy.
+spread of the model's actions for one state (std over ``--samples`` draws, in the [-1, 1]
+action box; the data's behaviour policies added Gaussian noise of std 0.1 there, so a model
+that has learned the behaviour distribution spreads about 0.1), the squared error of their
+mean and of a single draw against the dataset's action, and the score in MuJoCo through the
+deployment runner of the model alone (idql with one candidate) and of the shipped policy.
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import ensure_run, trained_with, write_result  # noqa: E402
+from common import ensure_run, export_and_score, trained_as, write_result  # noqa: E402
 from policies import OUR_CONFIGS  # noqa: E402
 
 ALONE = {'idql': {'selection': 'argmax', 'n_candidates': 1}}  # the behaviour model by itself
@@ -33,13 +32,10 @@ ARMS = [('bc', {}), ('idql', {'prediction': 'epsilon'}), ('idql', {'prediction':
 
 def ensure_arm(algo: str, settings: dict, dataset: str, steps: int, seed: int) -> Path:
     """The policy benchmark's run where it was trained with these settings, else one here."""
-    from dgm_policy_ros.training.registry import get_algorithm
-
     config = {**OUR_CONFIGS[algo], **settings}
-    wanted = get_algorithm(algo).config_class.from_dict(config)
     bench = HERE.parent / 'runs' / 'bench' / dataset.replace('/', '_') / \
         f'ours-{algo}-s{seed}-n{steps}'  # where bench/policies.py trains it
-    if (bench / 'model.safetensors').is_file() and trained_with(bench) == wanted:
+    if (bench / 'model.safetensors').is_file() and trained_as(bench, algo, config):
         return bench
     tag = '-'.join(str(v) for v in settings.values())
     run = HERE.parent / 'runs' / 'behaviour_fit' / \
@@ -72,13 +68,7 @@ def fit(run: Path, dataset: str, samples: int, states: int, overrides: dict) -> 
 
 
 def score(run: Path, out: Path, overrides: dict, episodes: int, seed: int) -> float:
-    from dgm_policy_ros.export.onnx_export import export_bundle
-    from dgm_policy_ros.runtime import PolicyRunner
-    from dgm_policy_ros.sim.evaluate import evaluate_runner
-
-    bundle = export_bundle(run, out, overwrite=True, fp16=False, overrides=overrides)
-    runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=seed)
-    return float(evaluate_runner(runner, episodes=episodes).scores.mean())
+    return float(export_and_score(run, out, episodes, seed, overrides)[1].scores.mean())
 
 
 def main() -> int:

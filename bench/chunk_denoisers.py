@@ -20,7 +20,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import ensure_run, write_result  # noqa: E402
+from common import ensure_run, export_and_score, write_result  # noqa: E402
 from latency import race  # noqa: E402
 
 WIDTHS = {'mlp': [256, 256, 256], 'unet': [32, 64]}
@@ -40,10 +40,6 @@ def main() -> int:
     parser.add_argument('--calls', type=int, default=400, help='timed calls per denoiser')
     args = parser.parse_args()
 
-    from dgm_policy_ros.export.onnx_export import export_bundle
-    from dgm_policy_ros.runtime import PolicyRunner
-    from dgm_policy_ros.sim.evaluate import evaluate_runner
-
     root = HERE.parent / 'runs' / 'chunk_denoisers'
     rows = []
     for dataset in args.datasets:
@@ -57,10 +53,8 @@ def main() -> int:
                            algo_config={'batch_size': 256, 'denoiser': kind,
                                         'hidden': WIDTHS[kind], 'prediction': prediction})
                 speeds.append(json.loads((run / 'result.json').read_text())['steps_per_s'])
-                bundle = export_bundle(run, root / 'bundles' / run.name, overwrite=True,
-                                       fp16=False)
-                runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=seed)
-                result = evaluate_runner(runner, episodes=args.episodes)
+                runner, result = export_and_score(run, root / 'bundles' / run.name,
+                                                  args.episodes, seed)
                 scores.append(result.scores.mean())
                 runners[arm] = runner
                 print(f'{dataset} {arm} seed {seed}: {scores[-1]:.1f}', flush=True)

@@ -56,6 +56,13 @@ def trained_with(run: Path):
     return saved.algorithm_config(saved=True)
 
 
+def trained_as(run: Path, algo: str, algo_config: dict | None) -> bool:
+    """Whether ``run`` was trained with what ``algo_config`` asks for today."""
+    from dgm_policy_ros.training.registry import get_algorithm
+
+    return trained_with(run) == get_algorithm(algo).config_class.from_dict(algo_config or {})
+
+
 def ensure_run(run: Path, dataset: str, steps: int, seed: int, algo: str = 'diffusion_bc',
                algo_config: dict | None = None) -> None:
     """Train ``run`` unless it has finished with these settings (resuming it if it was
@@ -63,10 +70,7 @@ def ensure_run(run: Path, dataset: str, steps: int, seed: int, algo: str = 'diff
     since, is trained again rather than measured as if it were this one."""
     import yaml
 
-    from dgm_policy_ros.training.registry import get_algorithm
-
-    wanted = get_algorithm(algo).config_class.from_dict(algo_config or {})
-    if (run / 'config.yaml').is_file() and trained_with(run) != wanted:
+    if (run / 'config.yaml').is_file() and not trained_as(run, algo, algo_config):
         shutil.rmtree(run)
     if (run / 'model.safetensors').is_file():
         return
@@ -81,3 +85,17 @@ def ensure_run(run: Path, dataset: str, steps: int, seed: int, algo: str = 'diff
                     '--dataset', dataset, '--steps', str(steps), '--seed', str(seed), '--out',
                     str(run), '--eval-every', '-1', '--threads', '1', '--quiet', *config,
                     *resume], check=True)
+
+
+def export_and_score(run: Path, out: Path, episodes: int, seed: int,
+                     overrides: dict | None = None):
+    """Export ``run`` to ``out`` (fp32, with deploy-time ``overrides``) and score it in MuJoCo
+    through the deployment runner on its training run's evaluation episodes: what ships is
+    what is scored. Returns the runner (for timing it further) and the evaluation result."""
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.runtime import PolicyRunner
+    from dgm_policy_ros.sim.evaluate import evaluate_runner
+
+    bundle = export_bundle(run, out, overwrite=True, fp16=False, overrides=overrides)
+    runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=seed)
+    return runner, evaluate_runner(runner, episodes=episodes)

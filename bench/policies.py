@@ -23,7 +23,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import RESULTS, write_result  # noqa: E402
+from common import RESULTS, trained_with, write_result  # noqa: E402
 
 CACHE = RESULTS / 'policies_runs'
 OURS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',
@@ -63,8 +63,7 @@ def our_config(algo: str, saved: bool = False) -> dict:
     from dgm_policy_ros.training.registry import get_algorithm
 
     cls = get_algorithm(algo).config_class
-    return cls.from_dict({**cls.legacy, **OUR_CONFIGS[algo]} if saved
-                         else OUR_CONFIGS[algo]).to_dict()
+    return (cls.from_saved if saved else cls.from_dict)(OUR_CONFIGS[algo]).to_dict()
 
 
 def cached(impl: str, algo: str, dataset: str, seed: int, steps: int) -> bool:
@@ -94,9 +93,9 @@ def run_ours(algo, dataset, seed, steps, episodes, path: Path) -> None:
         shutil.rmtree(run)
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     result = json.loads((run / 'result.json').read_text())
-    trained_with = yaml.safe_load((run / 'config.yaml').read_text())['algo_config']
     out = {'impl': 'ours', 'algo': algo, 'dataset': dataset, 'seed': seed, 'steps': steps,
-           'train_s': result['wall_s'] - result['eval_s'], 'algo_config': trained_with,
+           'train_s': result['wall_s'] - result['eval_s'],
+           'algo_config': trained_with(run).to_dict(),
            **result}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))

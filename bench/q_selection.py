@@ -23,7 +23,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import ensure_run, write_result  # noqa: E402
+from common import ensure_run, export_and_score, write_result  # noqa: E402
 
 VARIANTS = [('argmax', 1), ('argmax', 4), ('argmax', 32), ('expectile', 32)]
 
@@ -75,10 +75,6 @@ def main() -> int:
     parser.add_argument('--fast-datasets', nargs='*', default=['dgm/hopper/medium-v0'])
     args = parser.parse_args()
 
-    from dgm_policy_ros.export.onnx_export import export_bundle
-    from dgm_policy_ros.runtime import PolicyRunner
-    from dgm_policy_ros.sim.evaluate import evaluate_runner
-
     root = HERE.parent / 'runs'
     lines = [f'`idql` trained {args.train_steps} steps (seed {args.seed}, batch 256, the '
              "policy benchmark's settings); one bundle per selection rule and candidate count "
@@ -110,10 +106,8 @@ def main() -> int:
         cells = []
         for rule, n in VARIANTS:
             out = root / 'q_selection' / 'bundles' / f'{run.parent.name}-{run.name}-{rule}{n}'
-            bundle = export_bundle(run, out, overwrite=True, fp16=False,
-                                   overrides={'selection': rule, 'n_candidates': n})
-            runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=args.seed)
-            result = evaluate_runner(runner, episodes=args.episodes)
+            _, result = export_and_score(run, out, args.episodes, args.seed,
+                                         {'selection': rule, 'n_candidates': n})
             cells.append(f'{result.scores.mean():.1f} ± {result.scores.std():.1f}')
             print(f'{dataset} {label} {rule} of {n}: {cells[-1]}', flush=True)
         lines.append(f'| {dataset} ({label}) | ' + ' | '.join(cells) + ' |')

@@ -40,9 +40,15 @@ class AlgoConfig(Config):
 
     # Settings added after runs were saved without them, with the value those runs were
     # trained with (which may differ from today's default): a saved config that lacks a key
-    # gets it from here (``TrainConfig.algorithm_config(saved=True)``). Runs now save their
-    # whole resolved config, so only settings older runs predate belong here.
+    # gets it from here (``from_saved``). Runs now save their whole resolved config, so only
+    # settings older runs predate belong here.
     legacy: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]):
+        """The config a run saved as ``data`` was trained with (``legacy`` filling the keys
+        it predates), not what today's defaults would make of it."""
+        return cls.from_dict({**cls.legacy, **data})
 
     def validate(self) -> None:
         name = type(self).__name__

@@ -76,7 +76,7 @@ class TrainConfig(Config):
         which may predate some settings; those take the value the run was trained with
         (``AlgoConfig.legacy``) rather than today's default."""
         cls = get_algorithm(self.algo).config_class
-        return cls.from_dict({**cls.legacy, **self.algo_config} if saved else self.algo_config)
+        return cls.from_saved(self.algo_config) if saved else cls.from_dict(self.algo_config)
 
 
 def _spec_to_dict(spec: DataSpec) -> dict[str, Any]:
