@@ -3,8 +3,9 @@
 bc's regression (bench/results/behaviour_fit.md).
 
 ``idql``'s policy is its diffusion behaviour model plus a choice among candidates, so it can
-only be as good as that model. For ``bc`` and ``idql`` with its denoiser predicting the noise
-(``prediction: epsilon``) or the clean action (``sample``), with the policy benchmark's
+only be as good as that model. For ``bc`` and for ``idql`` with its denoiser predicting the
+noise (``prediction: epsilon``) or the clean action (``sample``), the latter also with 5 noise
+levels or with an EMA of its weights sampling (``ARMS``), with the policy benchmark's other
 settings, at one or more training budgets, on the (state, action) pairs of the dataset: the
 spread of the model's actions for one state (std over ``--samples`` draws, in the [-1, 1]
 action box; the data's behaviour policies added Gaussian noise of std 0.1 there, so a model
@@ -27,7 +28,12 @@ from common import ensure_run, export_and_score, trained_as, write_result  # noq
 from policies import OUR_CONFIGS  # noqa: E402
 
 ALONE = {'idql': {'selection': 'argmax', 'n_candidates': 1}}  # the behaviour model by itself
-ARMS = [('bc', {}), ('idql', {'prediction': 'epsilon'}), ('idql', {'prediction': 'sample'})]
+# The denoiser's target, then, on the x_0 target, two common ways to a better fit at a fixed
+# budget: IDQL's and Diffusion-QL's short chain of 5 noise levels (instead of 100), and sampling
+# with an EMA of the weights (Diffusion Policy's).
+ARMS = [('bc', {}), ('idql', {'prediction': 'epsilon'}), ('idql', {'prediction': 'sample'}),
+        ('idql', {'prediction': 'sample', 'diffusion_steps': 5, 'sampling_steps': 5}),
+        ('idql', {'prediction': 'sample', 'inference_ema': 0.995})]
 
 
 def ensure_arm(algo: str, settings: dict, dataset: str, steps: int, seed: int) -> Path:
@@ -89,7 +95,7 @@ def main() -> int:
              'noise of std 0.1), averaged over the seeds. Scores: normalized, mean ± std over '
              f'the seeds, each the mean of {args.episodes} episodes through the deployment '
              'runner; "model alone" is idql with one candidate.', '',
-             '| algorithm | prediction | steps | spread of draws | MSE of their mean | '
+             '| algorithm | settings | steps | spread of draws | MSE of their mean | '
              'MSE of one draw | score, model alone | score, shipped policy |',
              '|---|---|---|---|---|---|---|---|']
     bundles = HERE.parent / 'runs' / 'behaviour_fit'
@@ -105,7 +111,8 @@ def main() -> int:
                 alone_scores.append(score(run, bundles / f'{run.name}-alone', alone,
                                           args.episodes, seed) if alone else shipped_scores[-1])
             f = {k: np.mean([x[k] for x in fits]) for k in fits[0]}
-            lines.append(f"| {algo} | {settings.get('prediction', '–')} | {steps} | "
+            label = ', '.join(f'{k} {v}' for k, v in settings.items()) or '–'
+            lines.append(f'| {algo} | {label} | {steps} | '
                          f"{f['spread']:.3f} | {f['mse_mean']:.4f} | {f['mse_draw']:.4f} | "
                          f'{np.mean(alone_scores):.1f} ± {np.std(alone_scores):.1f} | '
                          f'{np.mean(shipped_scores):.1f} ± {np.std(shipped_scores):.1f} |')

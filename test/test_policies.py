@@ -103,16 +103,16 @@ def _as_tensors(algo, inputs):
 
 
 ALL = sorted(ALGORITHMS)
-# The optional Q-guided variants meet the same contract.
-VARIANTS = [(name, {}) for name in ALL] + [('gan_bc', {'q_weight': 1.0}),
-                                           ('flow_bc', {'q_weight': 1.0}),
-                                           ('diffusion_bc', {'eta': 1.0}),
-                                           ('diffusion_bc', {'n_obs_steps': 2}),
-                                           ('diffusion_bc', {'denoiser': 'unet'}),
-                                           ('idql', {'denoiser': 'resnet'})]
-VARIANT_IDS = [name + ('-eta' if 'eta' in extra else '-obs2' if 'n_obs_steps' in extra else
-                       f"-{extra['denoiser']}" if 'denoiser' in extra else '-q' if extra else '')
-               for name, extra in VARIANTS]
+# Optional settings that change the model or its graph meet the same contract: (name, settings,
+# test id suffix).
+EXTRA_VARIANTS = [('gan_bc', {'q_weight': 1.0}, 'q'), ('flow_bc', {'q_weight': 1.0}, 'q'),
+                  ('diffusion_bc', {'eta': 1.0}, 'eta'),
+                  ('diffusion_bc', {'n_obs_steps': 2}, 'obs2'),
+                  ('diffusion_bc', {'denoiser': 'unet'}, 'unet'),
+                  ('diffusion_bc', {'inference_ema': 0.9}, 'ema'),
+                  ('idql', {'denoiser': 'resnet'}, 'resnet')]
+VARIANTS = [(name, {}) for name in ALL] + [(name, extra) for name, extra, _ in EXTRA_VARIANTS]
+VARIANT_IDS = list(ALL) + [f'{name}-{tag}' for name, _, tag in EXTRA_VARIANTS]
 
 
 @pytest.mark.parametrize('name,extra', VARIANTS, ids=VARIANT_IDS)
@@ -238,6 +238,24 @@ def test_diffusion_settings_are_checked_with_a_reason():
             get_algorithm(name).config_class.from_dict({'prediction': 'velocity'})
     with pytest.raises(ConfigError, match='denoiser must be one of'):  # single actions
         get_algorithm('idql').config_class.from_dict({'denoiser': 'unet'})
+
+
+def test_inference_samples_the_averaged_denoiser():
+    algo = _make('idql', inference_ema=0.9)
+    sampler = algo.make_sampler(_episodes(), seed=0)
+    for _ in range(20):
+        algo.update(to_tensors(sampler.sample()))
+    trained = dict(algo.denoiser.named_parameters())
+    averaged = dict(algo.averaged_denoiser.named_parameters())
+    assert all(not p.requires_grad for p in averaged.values())
+    assert any(not torch.equal(trained[k], averaged[k]) for k in trained)  # it lags behind
+    assert any(k.startswith('averaged_denoiser.') for k in algo.state_dict())  # checkpointed
+    obs = policy_inputs(algo, seed=3, step=5)
+    noise = algo.draw_noise(len(obs), np.random.default_rng(0))
+    with_average = algo.predict(obs, noise)
+    algo.averaged_denoiser.load_state_dict(algo.denoiser.state_dict())
+    assert not np.allclose(algo.predict(obs, noise), with_average)  # the average is what samples
+    assert _make('idql').averaged_denoiser is None  # off by default: the trained weights sample
 
 
 def test_run_folder_has_logs_plot_and_refuses_to_clobber(tiny_dataset, tmp_path):

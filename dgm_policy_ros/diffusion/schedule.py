@@ -24,6 +24,7 @@ from torch import nn
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> eps or x_0
 PREDICTIONS = ('epsilon', 'sample')
+SCHEDULES = ('cosine', 'linear')
 
 
 class NoiseSchedule(nn.Module):
@@ -48,7 +49,7 @@ class NoiseSchedule(nn.Module):
             betas = torch.linspace(beta_start * scale, min(beta_end * scale, 0.999), steps,
                                    dtype=torch.float64)
         else:
-            raise ValueError(f"kind must be 'cosine' or 'linear', got {kind!r}")
+            raise ValueError(f'kind must be one of {SCHEDULES}, got {kind!r}')
         alphas_cumprod = torch.cumprod(1 - betas, 0)
         self.steps = steps
         self.register_buffer('betas', betas.float())

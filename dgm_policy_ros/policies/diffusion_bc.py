@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """``diffusion_bc``: Diffusion Policy (Chi et al. 2023) for offline imitation, with action
-chunking: a denoiser predicts the noise on an H-step action chunk given the observation; at
+chunking: a denoiser learns to denoise an H-step action chunk given the observation; at
 inference a DDIM loop of ``sampling_steps`` (a deploy-time choice) turns noise into a chunk, of
 which ``n_action_steps`` are executed. With ``n_obs_steps > 1`` the denoiser is conditioned on
 the last few observations, a window the runtime keeps (``HistorySpec``, the first observation
@@ -20,14 +20,16 @@ import torch
 from torch import nn
 
 from dgm_policy_ros.config import ConfigError
-from dgm_policy_ros.diffusion import PREDICTIONS, DDIMSampler, NoiseSchedule
+from dgm_policy_ros.diffusion import DDIMSampler, NoiseSchedule
+from dgm_policy_ros.diffusion.settings import DiffusionSettings
 from dgm_policy_ros.networks.denoisers import CHUNK_DENOISERS, make_denoiser
+from dgm_policy_ros.policies.denoiser_ema import DenoiserEMA
 from dgm_policy_ros.runtime.history import HistorySpec
 from dgm_policy_ros.training.algorithm import ChunkConfig, ChunkedAlgorithm, DataSpec, NoiseSpec
 
 
 @dataclasses.dataclass
-class DiffusionBCConfig(ChunkConfig):
+class DiffusionBCConfig(DiffusionSettings, ChunkConfig):
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
     # 'mlp' over the flattened chunk, 'resnet', or 'unet': the paper's temporal 1-D conv U-Net,
     # whose levels' channel widths are then ``hidden`` (each level after the first halves H).
@@ -38,15 +40,10 @@ class DiffusionBCConfig(ChunkConfig):
     horizon: int = 8
     n_action_steps: int = 4
     n_obs_steps: int = 1  # observations the denoiser sees (the current one and those before)
-    diffusion_steps: int = 100  # T of the training schedule
-    sampling_steps: int = 10  # DDIM steps at inference
-    schedule: str = 'cosine'
-    # What the denoiser predicts: 'sample' (the clean chunk x_0) or 'epsilon' (the noise). At
-    # 5000 steps x_0 scored 45.6 on halfcheetah medium where epsilon scored 9.2, and 19.5
-    # against 13.7 on hopper medium (bench/results/chunk_denoisers.md).
-    prediction: str = 'sample'
+    # prediction 'sample' (x_0): at 5000 steps it scored 45.6 on halfcheetah medium where
+    # 'epsilon' scored 9.2, and 19.5 against 13.7 on hopper medium
+    # (bench/results/chunk_denoisers.md).
     eta: float = 0.0  # 0: deterministic DDIM given the initial noise
-    time_embed: int = 32
 
     legacy = {'prediction': 'epsilon'}  # runs saved before 'prediction' existed
 
@@ -60,17 +57,11 @@ class DiffusionBCConfig(ChunkConfig):
                               f'2**{len(self.hidden) - 1}')
         if self.n_obs_steps < 1:
             raise ConfigError('DiffusionBCConfig.n_obs_steps must be >= 1')
-        if not 1 <= self.sampling_steps <= self.diffusion_steps:
-            raise ConfigError('DiffusionBCConfig: need 1 <= sampling_steps <= diffusion_steps')
-        if self.schedule not in ('cosine', 'linear'):
-            raise ConfigError("DiffusionBCConfig.schedule must be 'cosine' or 'linear'")
-        if self.prediction not in PREDICTIONS:
-            raise ConfigError(f'DiffusionBCConfig.prediction must be one of {PREDICTIONS}')
-        if self.eta < 0 or self.time_embed < 2 or self.time_embed % 2:
-            raise ConfigError('DiffusionBCConfig: eta >= 0 and an even time_embed >= 2')
+        if self.eta < 0:
+            raise ConfigError('DiffusionBCConfig.eta must be >= 0')
 
 
-class DiffusionBC(ChunkedAlgorithm):
+class DiffusionBC(DenoiserEMA, ChunkedAlgorithm):
     name = 'diffusion_bc'
     family = 'diffusion'
     config_class = DiffusionBCConfig
@@ -82,6 +73,7 @@ class DiffusionBC(ChunkedAlgorithm):
         self.chunk_dim = cfg.horizon * spec.act_dim
         self.denoiser = make_denoiser(cfg.denoiser, spec.obs_dim * cfg.n_obs_steps,
                                       self.chunk_dim, cfg.hidden, cfg.time_embed, cfg.horizon)
+        self.init_denoiser_ema()
         self.schedule = NoiseSchedule(cfg.diffusion_steps, cfg.schedule, prediction=cfg.prediction)
         self.sampler = DDIMSampler(self.schedule, cfg.sampling_steps, eta=cfg.eta)
         self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=1e-6)
@@ -107,7 +99,8 @@ class DiffusionBC(ChunkedAlgorithm):
             step_noise: torch.Tensor | None = None) -> torch.Tensor:
         obs_n = self.condition(obs)
         per_step = step_noise.transpose(0, 1) if step_noise is not None else None
-        x = self.sampler(lambda x, t: self.denoiser(x, t, obs_n), initial_noise, per_step)
+        denoiser = self.inference_denoiser
+        x = self.sampler(lambda x, t: denoiser(x, t, obs_n), initial_noise, per_step)
         return self.decode(x)
 
     # -- the sampling loop outside the graph (runner-side alternative) --------------------
@@ -132,6 +125,7 @@ class DiffusionBC(ChunkedAlgorithm):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        self.update_denoiser_ema()
         return {'loss': loss.item()}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -146,8 +140,9 @@ class _DenoiseStep(nn.Module):
     def forward(self, obs: torch.Tensor, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
         cond = self.algo.condition(obs)
         t, abar, abar_prev, sigma = coef[:, 0], coef[:, 1:2], coef[:, 2:3], coef[:, 3:4]
-        return self.algo.sampler.step(lambda x_, t_: self.algo.denoiser(x_, t_, cond), x, t,
-                                      abar, abar_prev, sigma)
+        denoiser = self.algo.inference_denoiser
+        return self.algo.sampler.step(lambda x_, t_: denoiser(x_, t_, cond), x, t, abar,
+                                      abar_prev, sigma)
 
 
 class _Decode(nn.Module):

@@ -71,6 +71,7 @@ class DiffusionQL(QGuidedDiffusion):
         self.actor_opt.step()
         soft_update(self.critic_target, self.critic, cfg.tau)
         soft_update(self.denoiser_ema, self.denoiser, 1.0 - cfg.ema)
+        self.update_denoiser_ema()
         return {'bc_loss': bc_loss.item(), 'q_loss': q_loss.item(),
                 'critic_loss': critic_loss.item()}
 

@@ -76,6 +76,7 @@ class IDQL(QGuidedDiffusion):
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_opt.step()
+        self.update_denoiser_ema()
         return {'loss': loss.item(), 'value_loss': value_loss.item(),
                 'critic_loss': q_loss.item()}
 

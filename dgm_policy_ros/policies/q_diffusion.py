@@ -14,22 +14,20 @@ import dataclasses
 import torch
 
 from dgm_policy_ros.config import ConfigError
-from dgm_policy_ros.diffusion import PREDICTIONS, DDIMSampler, NoiseSchedule
+from dgm_policy_ros.diffusion import DDIMSampler, NoiseSchedule
+from dgm_policy_ros.diffusion.settings import DiffusionSettings
 from dgm_policy_ros.networks.denoisers import DENOISERS, make_denoiser
 from dgm_policy_ros.policies.critics import TwinQ, make_target
-from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec, NoiseSpec
+from dgm_policy_ros.policies.denoiser_ema import DenoiserEMA
+from dgm_policy_ros.training.algorithm import Algorithm, DataSpec, NoiseSpec
 
 
 @dataclasses.dataclass
-class QDiffusionConfig(AlgoConfig):
+class QDiffusionConfig(DiffusionSettings):
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
     denoiser: str = 'mlp'  # or 'resnet' (IDQL's LN-ResNet: width hidden[0], len(hidden) blocks)
     critic_hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
-    diffusion_steps: int = 100
-    sampling_steps: int = 10
-    schedule: str = 'cosine'
-    prediction: str = 'epsilon'  # what the denoiser predicts: 'epsilon' or 'sample' (x_0)
-    time_embed: int = 32
+    prediction: str = 'epsilon'
     n_candidates: int = 32
     gamma: float = 0.99
     tau: float = 0.005
@@ -46,21 +44,13 @@ class QDiffusionConfig(AlgoConfig):
             raise ConfigError(f'{name}.denoiser must be one of {DENOISERS}')
         if self.selection not in self.selections:
             raise ConfigError(f'{name}.selection must be one of {self.selections}')
-        if not 1 <= self.sampling_steps <= self.diffusion_steps:
-            raise ConfigError(f'{name}: need 1 <= sampling_steps <= diffusion_steps')
-        if self.schedule not in ('cosine', 'linear'):
-            raise ConfigError(f"{name}.schedule must be 'cosine' or 'linear'")
-        if self.prediction not in PREDICTIONS:
-            raise ConfigError(f'{name}.prediction must be one of {PREDICTIONS}')
         if self.n_candidates < 1:
             raise ConfigError(f'{name}.n_candidates must be >= 1')
         if not 0 < self.gamma <= 1 or not 0 < self.tau <= 1:
             raise ConfigError(f'{name}: gamma and tau must be in (0, 1]')
-        if self.time_embed < 2 or self.time_embed % 2:
-            raise ConfigError(f'{name}.time_embed must be even and >= 2')
 
 
-class QGuidedDiffusion(Algorithm):
+class QGuidedDiffusion(DenoiserEMA, Algorithm):
     """Base class: subclasses add their critic training in ``update``."""
 
     family = 'diffusion'
@@ -73,6 +63,7 @@ class QGuidedDiffusion(Algorithm):
         self.sampler = DDIMSampler(self.schedule, cfg.sampling_steps)
         self.critic = TwinQ(spec.obs_dim, spec.act_dim, cfg.critic_hidden)
         self.critic_target = make_target(self.critic)
+        self.init_denoiser_ema()
         self.actor_opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr,
                                            weight_decay=1e-6)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
@@ -93,7 +84,8 @@ class QGuidedDiffusion(Algorithm):
         b, n, a = candidate_noise.shape
         norm = self.obs_norm(obs)
         obs_n = norm.unsqueeze(1).expand(b, n, obs.shape[-1]).reshape(b * n, -1)
-        candidates = self.sample(self.denoiser, obs_n, candidate_noise.reshape(b * n, a))
+        candidates = self.sample(self.inference_denoiser, obs_n,
+                                 candidate_noise.reshape(b * n, a))
         q = self.critic.q_min(obs_n, candidates).view(b, n)
         if self.cfg.selection == 'argmax':
             pick = q.argmax(dim=1)
