@@ -24,8 +24,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import ensure_run, export_and_score, trained_as, write_result  # noqa: E402
-from policies import OUR_CONFIGS  # noqa: E402
+from common import ensure_bench_run, export_and_score, write_result  # noqa: E402
 
 ALONE = {'idql': {'selection': 'argmax', 'n_candidates': 1}}  # the behaviour model by itself
 # The denoiser's target, then, on the x_0 target, two common ways to a better fit at a fixed
@@ -34,20 +33,6 @@ ALONE = {'idql': {'selection': 'argmax', 'n_candidates': 1}}  # the behaviour mo
 ARMS = [('bc', {}), ('idql', {'prediction': 'epsilon'}), ('idql', {'prediction': 'sample'}),
         ('idql', {'prediction': 'sample', 'diffusion_steps': 5, 'sampling_steps': 5}),
         ('idql', {'prediction': 'sample', 'inference_ema': 0.995})]
-
-
-def ensure_arm(algo: str, settings: dict, dataset: str, steps: int, seed: int) -> Path:
-    """The policy benchmark's run where it was trained with these settings, else one here."""
-    config = {**OUR_CONFIGS[algo], **settings}
-    bench = HERE.parent / 'runs' / 'bench' / dataset.replace('/', '_') / \
-        f'ours-{algo}-s{seed}-n{steps}'  # where bench/policies.py trains it
-    if (bench / 'model.safetensors').is_file() and trained_as(bench, algo, config):
-        return bench
-    tag = '-'.join(str(v) for v in settings.values())
-    run = HERE.parent / 'runs' / 'behaviour_fit' / \
-        f"{algo}{'-' + tag if tag else ''}-{dataset.replace('/', '_')}-s{seed}-n{steps}"
-    ensure_run(run, dataset, steps, seed, algo=algo, algo_config=config)
-    return run
 
 
 def fit(run: Path, dataset: str, samples: int, states: int, overrides: dict) -> dict:
@@ -98,17 +83,17 @@ def main() -> int:
              '| algorithm | settings | steps | spread of draws | MSE of their mean | '
              'MSE of one draw | score, model alone | score, shipped policy |',
              '|---|---|---|---|---|---|---|---|']
-    bundles = HERE.parent / 'runs' / 'behaviour_fit'
+    root = HERE.parent / 'runs' / 'behaviour_fit'
     for steps in args.steps:
         for algo, settings in ARMS:
             fits, alone_scores, shipped_scores = [], [], []
             alone = ALONE.get(algo, {})
             for seed in args.seeds:
-                run = ensure_arm(algo, settings, args.dataset, steps, seed)
+                run = ensure_bench_run(algo, settings, args.dataset, steps, seed, root)
                 fits.append(fit(run, args.dataset, args.samples, args.states, alone))
-                shipped_scores.append(score(run, bundles / f'{run.name}-shipped', {},
+                shipped_scores.append(score(run, root / f'{run.name}-shipped', {},
                                             args.episodes, seed))
-                alone_scores.append(score(run, bundles / f'{run.name}-alone', alone,
+                alone_scores.append(score(run, root / f'{run.name}-alone', alone,
                                           args.episodes, seed) if alone else shipped_scores[-1])
             f = {k: np.mean([x[k] for x in fits]) for k in fits[0]}
             label = ', '.join(f'{k} {v}' for k, v in settings.items()) or '–'

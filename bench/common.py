@@ -99,3 +99,21 @@ def export_and_score(run: Path, out: Path, episodes: int, seed: int,
     bundle = export_bundle(run, out, overwrite=True, fp16=False, overrides=overrides)
     runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=seed)
     return runner, evaluate_runner(runner, episodes=episodes)
+
+
+def ensure_bench_run(algo: str, settings: dict, dataset: str, steps: int, seed: int,
+                     folder: Path) -> Path:
+    """A run of ``algo`` with the policy benchmark's settings (bench/policies.py) changed by
+    ``settings``: the benchmark's own run folder where it was trained so, else one trained (or
+    reused) under ``folder``."""
+    from policies import OUR_CONFIGS
+
+    config = {**OUR_CONFIGS[algo], **settings}
+    bench = RESULTS.parent.parent / 'runs' / 'bench' / dataset.replace('/', '_') / \
+        f'ours-{algo}-s{seed}-n{steps}'  # where bench/policies.py trains it
+    if (bench / 'model.safetensors').is_file() and trained_as(bench, algo, config):
+        return bench
+    tag = ''.join(f'-{v}' for v in settings.values())
+    run = folder / f"{algo}{tag}-{dataset.replace('/', '_')}-s{seed}-n{steps}"
+    ensure_run(run, dataset, steps, seed, algo=algo, algo_config=config)
+    return run

@@ -110,7 +110,8 @@ EXTRA_VARIANTS = [('gan_bc', {'q_weight': 1.0}, 'q'), ('flow_bc', {'q_weight': 1
                   ('diffusion_bc', {'n_obs_steps': 2}, 'obs2'),
                   ('diffusion_bc', {'denoiser': 'unet'}, 'unet'),
                   ('diffusion_bc', {'inference_ema': 0.9}, 'ema'),
-                  ('idql', {'denoiser': 'resnet'}, 'resnet')]
+                  ('idql', {'denoiser': 'resnet'}, 'resnet'),
+                  ('dt', {'state_encoder': 'relu'}, 'relu')]
 VARIANTS = [(name, {}) for name in ALL] + [(name, extra) for name, extra, _ in EXTRA_VARIANTS]
 VARIANT_IDS = list(ALL) + [f'{name}-{tag}' for name, _, tag in EXTRA_VARIANTS]
 

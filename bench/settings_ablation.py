@@ -1,0 +1,82 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One algorithm with the policy benchmark's settings, each arm changing some of them, scored
+side by side (bench/results/<--name>.md).
+
+The question each table answers is whether a setting closes a gap the policy table shows, so
+the arms differ from bench/policies.py's run only in ``--arms`` (JSON objects of settings; ``{}``
+is the benchmark's own run, reused from its folder). Each run is exported and scored in MuJoCo
+through the deployment runner. ``--peer`` adds a d3rlpy row from the policy benchmark's cache
+(bench/results/policies_runs/), same datasets, steps and seeds.
+
+Example: ``python bench/settings_ablation.py --algo dt --name dt_state_encoder --arms '{}'
+'{"state_encoder": "relu"}' --peer DecisionTransformer``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import sys
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import RESULTS, ensure_bench_run, export_and_score, write_result  # noqa: E402
+
+
+def peer_scores(algo: str, dataset: str, seeds: list[int], steps: int) -> list[float]:
+    folder = RESULTS / 'policies_runs' / dataset.replace('/', '_')
+    files = [folder / f'd3rlpy-{algo}-s{seed}-n{steps}.json' for seed in seeds]
+    return [json.loads(f.read_text())['score_mean'] for f in files if f.is_file()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--algo', required=True)
+    parser.add_argument('--name', required=True, help='the table: bench/results/<name>.md')
+    parser.add_argument('--arms', nargs='+', required=True, help='JSON objects of settings')
+    parser.add_argument('--datasets', nargs='+', default=['dgm/hopper/medium-v0'])
+    parser.add_argument('--steps', type=int, default=5000)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--episodes', type=int, default=10)
+    parser.add_argument('--peer', help="a d3rlpy algorithm from the policy benchmark's cache")
+    args = parser.parse_args()
+
+    root = HERE.parent / 'runs' / args.name
+    lines = [f"`{args.algo}` with the policy benchmark's settings (bench/policies.py) except "
+             f'what each row changes, {args.steps} steps, seeds '
+             f'{", ".join(map(str, args.seeds))}. Score: normalized, mean ± std over the seeds '
+             f'(each the mean of {args.episodes} episodes through the deployment runner; the '
+             "d3rlpy row from the policy benchmark's cache, same evaluation loop).", '',
+             '| dataset | settings | score | per seed |', '|---|---|---|---|']
+
+    def row(dataset: str, label: str, scores: list[float]) -> None:
+        lines.append(f'| {dataset} | {label} | {np.mean(scores):.1f} ± {np.std(scores):.1f} | '
+                     f"{', '.join(f'{s:.1f}' for s in scores)} |")
+        print(lines[-1], flush=True)
+
+    for dataset in args.datasets:
+        for arm in args.arms:
+            settings = json.loads(arm)
+            scores = []
+            for seed in args.seeds:
+                run = ensure_bench_run(args.algo, settings, dataset, args.steps, seed, root)
+                result = export_and_score(run, root / 'bundles' / run.name, args.episodes,
+                                          seed)[1]
+                scores.append(float(result.scores.mean()))
+            row(dataset, ', '.join(f'{k}: {v}' for k, v in settings.items()) or
+                "the benchmark's", scores)
+        if args.peer:
+            scores = peer_scores(args.peer, dataset, args.seeds, args.steps)
+            if scores:
+                row(dataset, f'd3rlpy {args.peer}', scores)
+    body = '\n'.join(lines) + '\n'
+    print(body)
+    write_result(args.name, f'{args.algo}: settings side by side', body)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
