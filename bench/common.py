@@ -77,7 +77,7 @@ def ensure_run(run: Path, dataset: str, steps: int, seed: int, algo: str = 'diff
     resume = ['--resume'] if (run / 'checkpoints' / 'latest.json').is_file() else []
     config = []
     if algo_config:
-        path = run.with_suffix('.yaml')
+        path = run.parent / f'{run.name}.yaml'  # not with_suffix: names may hold a '.'
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump({'algo_config': algo_config}))
         config = ['--config', str(path)]

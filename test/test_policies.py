@@ -259,6 +259,23 @@ def test_inference_samples_the_averaged_denoiser():
     assert _make('idql').averaged_denoiser is None  # off by default: the trained weights sample
 
 
+def test_idql_weights_its_behaviour_loss_by_advantage_when_asked():
+    def weights_seen(algo):
+        seen, loss = [], algo.behaviour_loss
+        algo.behaviour_loss = lambda obs, act, weights=None: seen.append(weights) or \
+            loss(obs, act, weights)
+        sampler = algo.make_sampler(_episodes(), seed=0)
+        for _ in range(30):
+            algo.update(to_tensors(sampler.sample()))
+        return seen
+
+    assert all(w is None for w in weights_seen(_make('idql')))  # the paper's: plain imitation
+    seen = weights_seen(_make('idql', awr_temperature=3.0))
+    assert all(w.shape == (SMALL['batch_size'],) and (w > 0).all() and (w <= 100).all()
+               for w in seen)
+    assert float(seen[-1].std()) > 0  # one weight per action, from its advantage
+
+
 def test_run_folder_has_logs_plot_and_refuses_to_clobber(tiny_dataset, tmp_path):
     run = tmp_path / 'bc'
     result = _train('bc', run, 40, dataset=tiny_dataset)

@@ -62,13 +62,17 @@ class NoiseSchedule(nn.Module):
 
     def training_loss(self, denoiser: Denoiser, x0: torch.Tensor,
                       generator: torch.Generator | None = None,
-                      mask: torch.Tensor | None = None) -> torch.Tensor:
+                      mask: torch.Tensor | None = None,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
         """The DDPM objective: predict the noise added at a uniformly drawn timestep (or the
-        clean sample, by ``prediction``)."""
+        clean sample, by ``prediction``). ``mask`` drops padded entries; ``weights`` (B,)
+        scales each sample's term (advantage-weighted training)."""
         t = torch.randint(0, self.steps, (x0.shape[0],), generator=generator)
         noise = torch.randn(x0.shape, generator=generator)
         target = noise if self.prediction == 'epsilon' else x0
         err = (denoiser(self.add_noise(x0, noise, t), t.float()) - target) ** 2
+        if weights is not None:
+            err = err * weights.view(-1, *[1] * (err.dim() - 1))
         if mask is not None:
             return (err * mask).sum() / mask.sum().clamp(min=1)
         return err.mean()

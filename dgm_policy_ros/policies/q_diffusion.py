@@ -102,6 +102,9 @@ class QGuidedDiffusion(DenoiserEMA, Algorithm):
         """Unnormalized (B, N) weights of the candidates for a weighted ``selection``."""
         raise NotImplementedError(f'{self.name} has no weighted selection')
 
-    def behaviour_loss(self, obs_n: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """The DDPM objective on dataset actions (behaviour cloning)."""
-        return self.schedule.training_loss(lambda x, t: self.denoiser(x, t, obs_n), act)
+    def behaviour_loss(self, obs_n: torch.Tensor, act: torch.Tensor,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The DDPM objective on dataset actions (behaviour cloning; ``weights`` (B,) scale
+        each action's term)."""
+        return self.schedule.training_loss(lambda x, t: self.denoiser(x, t, obs_n), act,
+                                           weights=weights)
