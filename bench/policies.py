@@ -57,13 +57,16 @@ def cache_path(impl: str, algo: str, dataset: str, seed: int, steps: int) -> Pat
     return CACHE / dataset.replace('/', '_') / f'{impl}-{algo}-s{seed}-n{steps}.json'
 
 
-def our_config(algo: str, saved: bool = False) -> dict:
-    """The whole algorithm config our side trains ``algo`` with today (``saved``: what a run
-    of these settings saved before some of today's settings existed was trained with)."""
+def our_config(algo: str, recorded: dict | None = None) -> dict:
+    """The whole algorithm config our side trains ``algo`` with today; with ``recorded``, the
+    one a run that recorded these settings was trained with (a setting added since it ran
+    reads as the value it was trained with, ``AlgoConfig.from_saved``)."""
     from dgm_policy_ros.training.registry import get_algorithm
 
     cls = get_algorithm(algo).config_class
-    return (cls.from_saved if saved else cls.from_dict)(OUR_CONFIGS[algo]).to_dict()
+    if recorded is None:
+        return cls.from_dict(OUR_CONFIGS[algo]).to_dict()
+    return cls.from_saved(recorded).to_dict()
 
 
 def cached(impl: str, algo: str, dataset: str, seed: int, steps: int) -> bool:
@@ -74,8 +77,9 @@ def cached(impl: str, algo: str, dataset: str, seed: int, steps: int) -> bool:
         return False
     if impl != 'ours':
         return True
-    saved = json.loads(path.read_text()).get('algo_config') or our_config(algo, saved=True)
-    return saved == our_config(algo)
+    # Runs cached before configs were recorded ran with OUR_CONFIGS as they still are.
+    recorded = json.loads(path.read_text()).get('algo_config') or OUR_CONFIGS[algo]
+    return our_config(algo, recorded) == our_config(algo)
 
 
 def run_ours(algo, dataset, seed, steps, episodes, path: Path) -> None:
