@@ -80,7 +80,8 @@ def train_arms(data: str, arms: dict[str, list[str]], work: Path, args) -> dict[
     scores: dict[str, list[float]] = {arm: [] for arm in arms}
     for seed in args.seeds:
         for arm, extra in arms.items():
-            run = work / f"{args.algo}-{arm.replace(' ', '').replace('+', '-')}-s{seed}"
+            tag = arm.replace(' ', '').replace('+', '-').replace('(', '').replace(')', '')
+            run = work / f'{args.algo}-{tag}-s{seed}'
             if (run / 'result.json').is_file():
                 result = json.loads((run / 'result.json').read_text())
             else:
@@ -116,16 +117,21 @@ def main() -> int:
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     data = small_dataset(args.dataset, args.transitions)
-    synth = WORK / 'synther.safetensors'
-    if not synth.is_file():
-        dgm('augment-synther', '--dataset', data, '--steps', str(args.synther_steps),
-            '--samples', str(args.synthetic), '--out', str(synth), '--quiet')
+    synth = {}  # SynthER's denoiser predicting the noise (the paper's) or the clean x_0
+    for prediction, name in (('epsilon', 'synther.safetensors'),
+                             ('sample', 'synther-x0.safetensors')):
+        synth[prediction] = WORK / name
+        if not synth[prediction].is_file():
+            dgm('augment-synther', '--dataset', data, '--steps', str(args.synther_steps),
+                '--samples', str(args.synthetic), '--prediction', prediction, '--out',
+                str(synth[prediction]), '--quiet')
     mopo, mopo_info = mopo_rollouts(data, WORK, args)
     half = ['--synthetic-ratio', '0.5']
-    small = train_arms(data, {'real only': [],
-                              'real + SynthER': ['--extra-transitions', str(synth), *half],
-                              'real + MOPO rollouts': ['--extra-transitions', str(mopo), *half]},
-                       WORK, args)
+    small = train_arms(data, {
+        'real only': [],
+        'real + SynthER': ['--extra-transitions', str(synth['epsilon']), *half],
+        'real + SynthER (x_0)': ['--extra-transitions', str(synth['sample']), *half],
+        'real + MOPO rollouts': ['--extra-transitions', str(mopo), *half]}, WORK, args)
     full = {}
     for name in args.mopo_datasets:
         work = WORK / name.replace('/', '_')
@@ -141,7 +147,8 @@ def main() -> int:
              'states.', '',
              f'**Small data:** `{data}`, the first {args.transitions:,} transitions of '
              f'`{args.dataset}`. SynthER: {args.synthetic:,} samples of a transition diffusion '
-             f'model fitted {args.synther_steps:,} steps; MOPO: '
+             f'model fitted {args.synther_steps:,} steps, its denoiser predicting the noise '
+             "(the paper's) or the clean transition (x_0); MOPO: "
              f"{mopo_info.get('transitions', 0):,} rollout transitions.", '',
              '| training data | normalized score (mean ± std over seeds) | per seed |',
              '|---|---|---|', *rows(small)]

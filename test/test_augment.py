@@ -34,13 +34,14 @@ def test_mopo_penalty_grows_where_the_ensemble_disagrees():
     assert len(arrays['rewards']) <= 300 * 3
 
 
-def test_synther_samples_respect_bounds_and_follow_the_data():
+@pytest.mark.parametrize('prediction', ['epsilon', 'sample'])
+def test_synther_samples_respect_bounds_and_follow_the_data(prediction):
     import torch
 
     torch.manual_seed(0)
     episodes = linear_episodes(n=20)
     model = TransitionDiffusion(episodes, LOW, HIGH, hidden=(128, 128), diffusion_steps=50,
-                                sampling_steps=10)
+                                sampling_steps=10, prediction=prediction)
     losses = model.fit(1500, batch_size=256)
     assert np.mean(losses[-100:]) < np.mean(losses[:100])
     samples = model.sample(3000, seed=1)

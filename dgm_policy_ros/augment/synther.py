@@ -24,7 +24,8 @@ from dgm_policy_ros.networks.denoisers import MLPDenoiser
 class TransitionDiffusion(torch.nn.Module):
     def __init__(self, episodes: Sequence[Episode], act_low: np.ndarray, act_high: np.ndarray,
                  hidden: Sequence[int] = (512, 512, 512), diffusion_steps: int = 100,
-                 sampling_steps: int = 20, lr: float = 3e-4) -> None:
+                 sampling_steps: int = 20, lr: float = 3e-4,
+                 prediction: str = 'epsilon') -> None:
         super().__init__()
         data = flatten_episodes(episodes)
         self.obs_dim, self.act_dim = data.observations.shape[1], data.actions.shape[1]
@@ -38,7 +39,7 @@ class TransitionDiffusion(torch.nn.Module):
         self.high[self.obs_dim:self.obs_dim + self.act_dim] = act_high
         dim = x.shape[1]
         self.denoiser = MLPDenoiser(0, dim, list(hidden), 32)
-        self.schedule = NoiseSchedule(diffusion_steps, 'cosine')
+        self.schedule = NoiseSchedule(diffusion_steps, 'cosine', prediction=prediction)
         self.sampler = DDIMSampler(self.schedule, sampling_steps, clip=None)
         self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=lr, weight_decay=1e-6)
 

@@ -181,11 +181,11 @@ def _cmd_augment_synther(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     ds = load_dataset(args.dataset)
     low, high = ds.action_bounds
-    model = TransitionDiffusion(ds.episodes, low, high)
+    model = TransitionDiffusion(ds.episodes, low, high, prediction=args.prediction)
     losses = model.fit(args.steps, seed=args.seed, progress=not args.quiet)
     arrays = model.sample(args.samples, seed=args.seed)
     info = {'method': 'synther', 'dataset': ds.dataset_id, 'steps': args.steps,
-            'samples': args.samples, 'seed': args.seed,
+            'samples': args.samples, 'seed': args.seed, 'prediction': args.prediction,
             'final_loss': sum(losses[-100:]) / len(losses[-100:]) if losses else None}
     save_transitions(args.out, arrays, info)
     print(json.dumps(info, indent=2))
@@ -492,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--steps', type=int, default=20_000)
     p.add_argument('--samples', type=int, default=100_000)
     p.add_argument('--seed', type=int, default=0)
+    # diffusion.PREDICTIONS, spelled out: the command line imports no torch until it runs.
+    p.add_argument('--prediction', choices=('epsilon', 'sample'), default='epsilon',
+                   help='what the denoiser predicts: the noise or the clean transition x_0')
     p.add_argument('--out', required=True, help='transitions file (.safetensors)')
     p.add_argument('--quiet', action='store_true')
     _add_data_dir(p)
