@@ -11,8 +11,9 @@ from dgm_policy_ros.training.algorithm import AlgoConfig
 
 @dataclasses.dataclass
 class DiffusionSettings(AlgoConfig):
-    """Noise schedule, sampler and denoiser settings of a diffusion policy (a mixin: a policy's
-    config lists it first among its bases, so its fields and checks join that config's)."""
+    """Noise schedule, sampler and denoiser settings of a diffusion policy. A config that has
+    another base too lists this one first (``DiffusionBCConfig(DiffusionSettings,
+    ChunkConfig)``), so both bases' fields and checks join it."""
 
     diffusion_steps: int = 100  # T of the training schedule
     sampling_steps: int = 10  # DDIM steps at inference: a deploy-time choice
