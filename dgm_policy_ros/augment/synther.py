@@ -7,6 +7,10 @@ The denoiser and the noise schedule / DDIM sampler are the project's own (shared
 diffusion policies and world models). Every dimension is standardized for training; samples
 are mapped back, clipped to the data's per-dimension range (observations, rewards) and the
 action bounds, and the terminal channel is thresholded at 0.5.
+
+The denoiser predicts the clean transition x_0 by default (``prediction``): on 10,000 hopper
+transitions td3bc with its samples scored 27.5 +- 5.2, and 22.7 +- 2.9 with a noise-predicting
+one's, below on every seed (bench/results/augmentation.md).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ class TransitionDiffusion(torch.nn.Module):
     def __init__(self, episodes: Sequence[Episode], act_low: np.ndarray, act_high: np.ndarray,
                  hidden: Sequence[int] = (512, 512, 512), diffusion_steps: int = 100,
                  sampling_steps: int = 20, lr: float = 3e-4,
-                 prediction: str = 'epsilon') -> None:
+                 prediction: str = 'sample') -> None:
         super().__init__()
         data = flatten_episodes(episodes)
         self.obs_dim, self.act_dim = data.observations.shape[1], data.actions.shape[1]

@@ -493,8 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--samples', type=int, default=100_000)
     p.add_argument('--seed', type=int, default=0)
     # diffusion.PREDICTIONS, spelled out: the command line imports no torch until it runs.
-    p.add_argument('--prediction', choices=('epsilon', 'sample'), default='epsilon',
-                   help='what the denoiser predicts: the noise or the clean transition x_0')
+    p.add_argument('--prediction', choices=('epsilon', 'sample'), default='sample',
+                   help='what the denoiser predicts: the noise or the clean transition x_0 '
+                        '(default; bench/results/augmentation.md)')
     p.add_argument('--out', required=True, help='transitions file (.safetensors)')
     p.add_argument('--quiet', action='store_true')
     _add_data_dir(p)
