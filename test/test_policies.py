@@ -269,8 +269,10 @@ def test_idql_weights_its_behaviour_loss_by_advantage_when_asked():
             algo.update(to_tensors(sampler.sample()))
         return seen
 
-    assert all(w is None for w in weights_seen(_make('idql')))  # the paper's: plain imitation
+    plain = weights_seen(_make('idql'))
+    assert len(plain) == 30 and all(w is None for w in plain)  # the paper's: plain imitation
     seen = weights_seen(_make('idql', awr_temperature=3.0))
+    assert len(seen) == 30
     assert all(w.shape == (SMALL['batch_size'],) and (w > 0).all() and (w <= 100).all()
                for w in seen)
     assert float(seen[-1].std()) > 0  # one weight per action, from its advantage
