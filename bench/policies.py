@@ -82,10 +82,16 @@ def cached(impl: str, algo: str, dataset: str, seed: int, steps: int) -> bool:
     return our_config(algo, recorded) == our_config(algo)
 
 
+def run_folder(algo: str, dataset: str, seed: int, steps: int) -> Path:
+    """Where our side's run of this cache entry trains (and stays, for reuse)."""
+    path = cache_path('ours', algo, dataset, seed, steps)
+    return HERE.parent / 'runs' / 'bench' / path.parent.name / path.stem
+
+
 def run_ours(algo, dataset, seed, steps, episodes, path: Path) -> None:
     import yaml
 
-    run = HERE.parent / 'runs' / 'bench' / path.parent.name / path.stem
+    run = run_folder(algo, dataset, seed, steps)
     cfg = run.with_suffix('.yaml')
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(yaml.safe_dump({'algo_config': OUR_CONFIGS[algo]}))
