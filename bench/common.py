@@ -32,8 +32,16 @@ def machine_description() -> str:
         mem = f', {kb / 2**20:.0f} GiB RAM'
     except (OSError, ValueError, IndexError):
         pass
-    return (f'{cpu}, {os.cpu_count()} cores{mem}; {platform.system()} {platform.release()}; '
-            f'Python {platform.python_version()}')
+    gpu = ''
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = f'; GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}'
+    except ImportError:
+        pass
+    return (f'{cpu}, {os.cpu_count()} cores{mem}{gpu}; {platform.system()} '
+            f'{platform.release()}; Python {platform.python_version()}')
 
 
 def write_result(name: str, title: str, body: str) -> Path:

@@ -88,7 +88,7 @@ def run_folder(algo: str, dataset: str, seed: int, steps: int) -> Path:
     return HERE.parent / 'runs' / 'bench' / path.parent.name / path.stem
 
 
-def run_ours(algo, dataset, seed, steps, episodes, path: Path) -> None:
+def run_ours(algo, dataset, seed, steps, episodes, path: Path, device: str = 'cpu') -> None:
     import yaml
 
     run = run_folder(algo, dataset, seed, steps)
@@ -98,24 +98,24 @@ def run_ours(algo, dataset, seed, steps, episodes, path: Path) -> None:
     cmd = [sys.executable, '-m', 'dgm_policy_ros.cli.main', 'train', '--algo', algo,
            '--dataset', dataset, '--steps', str(steps), '--seed', str(seed), '--out', str(run),
            '--config', str(cfg), '--eval-every', '0', '--eval-episodes', str(episodes),
-           '--checkpoint-every', str(steps), '--threads', '1', '--quiet']
+           '--checkpoint-every', str(steps), '--threads', '1', '--device', device, '--quiet']
     if run.exists():  # an interrupted run restarts from scratch: its steps/s must be whole
         shutil.rmtree(run)
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     result = json.loads((run / 'result.json').read_text())
     out = {'impl': 'ours', 'algo': algo, 'dataset': dataset, 'seed': seed, 'steps': steps,
-           'train_s': result['wall_s'] - result['eval_s'],
+           'train_s': result['wall_s'] - result['eval_s'], 'device': device,
            'algo_config': trained_with(run).to_dict(),
            **result}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
 
 
-def run_d3rlpy(algo, dataset, seed, steps, episodes, path: Path) -> None:
+def run_d3rlpy(algo, dataset, seed, steps, episodes, path: Path, device: str = 'cpu') -> None:
     subprocess.run([sys.executable, str(HERE / 'd3rlpy_job.py'), '--algo', algo, '--dataset',
                     dataset, '--steps', str(steps), '--seed', str(seed), '--eval-episodes',
-                    str(episodes), '--out', str(path)], check=True, capture_output=True,
-                   text=True)
+                    str(episodes), '--out', str(path), '--device', device], check=True,
+                   capture_output=True, text=True)
 
 
 def grid(ours, d3rlpy, envs, datasets, seeds) -> list[tuple]:
@@ -131,7 +131,7 @@ def grid(ours, d3rlpy, envs, datasets, seeds) -> list[tuple]:
     return jobs
 
 
-def table(jobs, steps) -> str:
+def table(jobs, steps, where: str = 'one CPU thread') -> str:
     rows: dict[tuple, list[dict]] = {}
     for impl, algo, dataset, seed in jobs:
         if cached(impl, algo, dataset, seed, steps):
@@ -140,7 +140,7 @@ def table(jobs, steps) -> str:
     datasets = sorted({j[2] for j in jobs})
     lines = [f'Normalized score (mean ± std over seeds; each seed the mean of its evaluation '
              f'episodes) after {steps} gradient steps; training wall time per run (median, '
-             'evaluation excluded) and gradient steps/s on one CPU thread.', '']
+             f'evaluation excluded) and gradient steps/s on {where}.', '']
     header = '| algorithm | ' + ' | '.join(d.split('/', 1)[1] for d in datasets) + \
         ' | train s | steps/s | seeds |'
     lines += [header, '|' + '---|' * (len(datasets) + 4)]
@@ -174,7 +174,10 @@ def main() -> int:
     parser.add_argument('--eval-episodes', type=int, default=10)
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--table-only', action='store_true', help='rebuild from the cache')
+    parser.add_argument('--device', default='cpu',
+                        help="'cuda': every run trains on the GPU (one CPU thread each)")
     args = parser.parse_args()
+    on_gpu = args.device.startswith('cuda')
 
     jobs = grid(args.ours, args.d3rlpy, args.envs, args.datasets, args.seeds)
     todo = [j for j in jobs if not cached(*j, args.steps)]
@@ -187,7 +190,7 @@ def main() -> int:
         path = cache_path(impl, algo, ds, seed, args.steps)
         runner = run_ours if impl == 'ours' else run_d3rlpy
         try:
-            runner(algo, ds, seed, args.steps, args.eval_episodes, path)
+            runner(algo, ds, seed, args.steps, args.eval_episodes, path, args.device)
         except subprocess.CalledProcessError as exc:
             print(f'FAILED {job}: {exc.stderr[-2000:]}', flush=True)
             return
@@ -198,7 +201,7 @@ def main() -> int:
     if not args.table_only:
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(work, todo))
-    body = table(jobs, args.steps)
+    body = table(jobs, args.steps, 'a GPU shared by all runs' if on_gpu else 'one CPU thread')
     missing = sum(not cached(*j, args.steps) for j in jobs)
     if missing:
         body = (f'**Partial: {len(jobs) - missing} of {len(jobs)} runs done** (the rest run '
@@ -218,7 +221,8 @@ def main() -> int:
              'standardized on both sides. Evaluation: '
              f'{args.eval_episodes} episodes per run, env seeds 10000+seed, the same loop '
              '(dgm_policy_ros/sim/evaluate.py) for both. '
-             'Runs were made one or two at a time on this 2-core machine.\n')
+             + (f'Runs were made {args.workers} at a time, sharing the GPU.\n' if on_gpu else
+                'Runs were made one or two at a time on this 2-core machine.\n'))
     print(body)
     # The 5000-step grid is the main table; a longer run (--steps) gets a table of its own.
     name = 'policies' if args.steps == 5000 else f'policies_{args.steps // 1000}k'

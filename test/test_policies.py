@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """The shared family tester: every registered algorithm meets the same contract."""
+import copy
 import dataclasses
 import json
 import os
@@ -165,10 +166,10 @@ def _params(run):
     return {k: v.clone() for k, v in algo.state_dict().items()}
 
 
-@pytest.mark.parametrize('name,extra', VARIANTS, ids=VARIANT_IDS)
-def test_crash_and_resume_equals_uninterrupted(name, extra, tiny_dataset, tmp_path,
-                                               monkeypatch):
-    _train(name, tmp_path / 'straight', 60, dataset=tiny_dataset, extra=extra)
+def _crash_and_resume(name, extra, dataset, tmp_path, monkeypatch, **kw):
+    """Parameters of an uninterrupted 60-step run and of one killed at step 51 and resumed
+    from its step-40 checkpoint."""
+    _train(name, tmp_path / 'straight', 60, dataset=dataset, extra=extra, **kw)
     cls = get_algorithm(name)
     original = cls.update
     calls = {'n': 0}
@@ -181,16 +182,72 @@ def test_crash_and_resume_equals_uninterrupted(name, extra, tiny_dataset, tmp_pa
 
     monkeypatch.setattr(cls, 'update', crashing_update)
     with pytest.raises(KeyboardInterrupt):
-        _train(name, tmp_path / 'crashed', 60, dataset=tiny_dataset, extra=extra)
+        _train(name, tmp_path / 'crashed', 60, dataset=dataset, extra=extra, **kw)
     monkeypatch.setattr(cls, 'update', original)
     assert json.loads((tmp_path / 'crashed/checkpoints/latest.json').read_text())['step'] == 40
-    result = _train(name, tmp_path / 'crashed', 60, resume=True, dataset=tiny_dataset,
-                    extra=extra)
+    result = _train(name, tmp_path / 'crashed', 60, resume=True, dataset=dataset,
+                    extra=extra, **kw)
     assert result['resumed_from'] == 40
     a, b = _params(tmp_path / 'straight'), _params(tmp_path / 'crashed')
     assert a.keys() == b.keys()
+    return a, b
+
+
+@pytest.mark.parametrize('name,extra', VARIANTS, ids=VARIANT_IDS)
+def test_crash_and_resume_equals_uninterrupted(name, extra, tiny_dataset, tmp_path,
+                                               monkeypatch):
+    a, b = _crash_and_resume(name, extra, tiny_dataset, tmp_path, monkeypatch)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+NEEDS_GPU = pytest.mark.skipif(not torch.cuda.is_available(),
+                               reason='needs an NVIDIA GPU: torch sees no CUDA device here')
+
+
+@NEEDS_GPU
+@pytest.mark.parametrize('name,extra', VARIANTS, ids=VARIANT_IDS)
+def test_gpu_training_resumes_and_deploys_on_the_cpu(name, extra, tiny_dataset, tmp_path,
+                                                     monkeypatch):
+    """On a GPU a killed run resumes to the uninterrupted run's parameters (to rounding: some
+    CUDA kernels sum in a varying order), and the weights load on the CPU, where deployment
+    runs, predicting what the GPU predicts for the same inputs and noise."""
+    a, b = _crash_and_resume(name, extra, tiny_dataset, tmp_path, monkeypatch, device='cuda')
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    cpu, _, _ = load_run(tmp_path / 'straight')
+    assert cpu.device.type == 'cpu'
+    gpu = copy.deepcopy(cpu).to('cuda')
+    obs = policy_inputs(cpu, seed=5, step=3)
+    noise = cpu.draw_noise(12, np.random.default_rng(1))
+    # cuDNN may convolve in TF32 (the unet denoiser): agreement to 1e-3 of the action range.
+    np.testing.assert_allclose(gpu.predict(obs, noise=noise), cpu.predict(obs, noise=noise),
+                               rtol=0, atol=1e-3)
+
+
+@NEEDS_GPU
+def test_a_cpu_run_resumes_on_the_gpu(tiny_dataset, tmp_path):
+    """The device is not part of a run's identity: a run moves to a GPU mid-way."""
+    _train('idql', tmp_path / 'run', 40, dataset=tiny_dataset)
+    result = _train('idql', tmp_path / 'run', 60, resume=True, dataset=tiny_dataset,
+                    device='cuda')
+    assert result['resumed_from'] == 40 and result['steps'] == 60
+    assert yaml.safe_load((tmp_path / 'run/config.yaml').read_text())['device'] == 'cuda'
+    algo, _, _ = load_run(tmp_path / 'run')
+    assert np.isfinite(algo.predict(policy_inputs(algo, seed=1, step=2),
+                                    rng=np.random.default_rng(0))).all()
+
+
+def test_training_device_is_checked_with_a_reason(tiny_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        TrainConfig(algo='bc', dataset='d', out='o', device='gpu')
+    if not torch.cuda.is_available():
+        # Refused before anything is read or written.
+        with pytest.raises(ConfigError, match='sees no CUDA GPU'):
+            _train('bc', tmp_path / 'cuda', 10, dataset=tiny_dataset, device='cuda')
+        assert not (tmp_path / 'cuda').exists()
+    # 'auto' takes the GPU when there is one and the CPU otherwise.
+    assert _train('bc', tmp_path / 'auto', 10, dataset=tiny_dataset, device='auto')['steps'] == 10
 
 
 def test_a_run_is_read_with_the_config_it_was_trained_with(tiny_dataset, tmp_path):

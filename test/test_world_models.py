@@ -3,7 +3,7 @@
 uncertainty rises away from the data."""
 import numpy as np
 import pytest
-from test_policies import tiny_dataset  # noqa: F401 - fixture
+from test_policies import NEEDS_GPU, tiny_dataset  # noqa: F401 - fixture
 import torch
 
 from dgm_policy_ros.data.episodes import Episode
@@ -128,6 +128,35 @@ def test_world_model_training_resumes_exactly_and_reports_held_out_metrics(
     a, b = _params(tmp_path / 'straight'), _params(tmp_path / 'crashed')
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+@NEEDS_GPU
+@pytest.mark.parametrize('name', MODELS)
+def test_world_model_trains_on_the_gpu_and_steps_alike_on_the_cpu(
+        name, tiny_dataset, tmp_path):  # noqa: F811
+    """Trained on the GPU, with held-out metrics computed there; the saved weights step on
+    the CPU as they do on the GPU, for the same inputs and noise."""
+    import copy
+
+    from test_policies import _episodes
+
+    from dgm_policy_ros.training.trainer import TrainConfig, Trainer, load_run
+
+    cfg = TrainConfig(algo=name, dataset=str(tiny_dataset), out=str(tmp_path / 'run'),
+                      steps=60, log_every=10, eval_every=0, seed=3, val_fraction=0.25,
+                      tensorboard=False, progress=False, device='cuda',
+                      algo_config={'hidden': [32, 32], 'batch_size': 64,
+                                   **getattr(get_algorithm(name), 'test_overrides', {})})
+    result = Trainer(cfg).run()
+    assert np.isfinite(result['one_step_mse']) and np.isfinite(result['open_loop_mse_h5'])
+    cpu, _, _ = load_run(tmp_path / 'run')
+    gpu = copy.deepcopy(cpu).to('cuda')
+    episode = _episodes()[0]
+    obs, act = episode.observations[:8], episode.actions[:8]
+    on_cpu = cpu.predict_step(obs, act, np.random.default_rng(0))
+    on_gpu = gpu.predict_step(obs, act, np.random.default_rng(0))
+    for a, b in zip(on_gpu, on_cpu):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 OTHER = np.array([[0.6, -0.4, 0.0], [0.4, 0.6, 0.0], [0.0, 0.3, 0.7]], np.float32)

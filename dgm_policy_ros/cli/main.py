@@ -122,6 +122,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         'algo': args.algo, 'dataset': args.dataset, 'out': args.out, 'steps': args.steps,
         'seed': args.seed, 'eval_every': args.eval_every, 'eval_episodes': args.eval_episodes,
         'checkpoint_every': args.checkpoint_every, 'threads': args.threads,
+        'device': args.device,
         'val_fraction': getattr(args, 'val_fraction', None),
         'extra_transitions': getattr(args, 'extra_transitions', None),
         'synthetic_ratio': getattr(args, 'synthetic_ratio', None),
@@ -463,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--eval-episodes', type=int)
     p.add_argument('--checkpoint-every', type=int)
     p.add_argument('--threads', type=int, help='torch threads per process (default 1)')
+    p.add_argument('--device', help='cpu (default), cuda, cuda:N, or auto (the GPU if any)')
     p.add_argument('--extra-transitions', metavar='FILE',
                    help='synthetic transitions (dgm augment-mopo / augment-synther) to mix in')
     p.add_argument('--synthetic-ratio', type=float,
@@ -516,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--eval-every', type=int, help='gradient steps between held-out metrics')
     p.add_argument('--checkpoint-every', type=int)
     p.add_argument('--threads', type=int)
+    p.add_argument('--device', help='cpu (default), cuda, cuda:N, or auto (the GPU if any)')
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(eval_episodes=None)
     _add_data_dir(p)

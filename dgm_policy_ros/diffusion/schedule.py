@@ -67,8 +67,11 @@ class NoiseSchedule(nn.Module):
         """The DDPM objective: predict the noise added at a uniformly drawn timestep (or the
         clean sample, by ``prediction``). ``mask`` drops padded entries; ``weights`` (B,)
         scales each sample's term (advantage-weighted training)."""
-        t = torch.randint(0, self.steps, (x0.shape[0],), generator=generator)
-        noise = torch.randn(x0.shape, generator=generator)
+        # Drawn where the generator lives (the CPU for a seeded one), used where x0 lives.
+        where = generator.device if generator is not None else x0.device
+        t = torch.randint(0, self.steps, (x0.shape[0],), generator=generator,
+                          device=where).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator, device=where).to(x0.device)
         target = noise if self.prediction == 'epsilon' else x0
         err = (denoiser(self.add_noise(x0, noise, t), t.float()) - target) ** 2
         if weights is not None:

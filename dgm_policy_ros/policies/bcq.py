@@ -131,7 +131,7 @@ class BCQ(Algorithm):
         return self.act_scale.from_unit(torch.gather(cand, 1, index))  # (B, 1, A)
 
     def _latent(self, batch: int) -> torch.Tensor:
-        z = torch.randn(batch, self.cfg.n_samples, self.vae.latent_dim)
+        z = torch.randn(batch, self.cfg.n_samples, self.vae.latent_dim, device=self.device)
         return z.clamp(-self.cfg.latent_clip, self.cfg.latent_clip)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -158,8 +158,8 @@ class BCQ(Algorithm):
         self.critic_opt.step()
 
         with torch.no_grad():
-            z = torch.randn(len(obs), self.vae.latent_dim).clamp(-cfg.latent_clip,
-                                                                  cfg.latent_clip)
+            z = torch.randn(len(obs), self.vae.latent_dim, device=obs.device).clamp(
+                -cfg.latent_clip, cfg.latent_clip)
             sampled = self.vae.decode(obs, z)
         actor_loss = -self.critic(obs, self.actor(obs, sampled))[0].mean()
         self.actor_opt.zero_grad(set_to_none=True)

@@ -39,7 +39,8 @@ class CVAEBC(ChunkedAlgorithm):
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         obs_n = self.obs_norm(obs)
-        z = torch.zeros(obs.shape[0], self.cfg.latent_dim, dtype=obs.dtype)  # prior mean
+        z = torch.zeros(obs.shape[0], self.cfg.latent_dim, dtype=obs.dtype,
+                        device=obs.device)  # prior mean
         chunk = self.vae.decode(obs_n, z).view(obs.shape[0], self.cfg.horizon, -1)
         return self.act_scale.from_unit(chunk)
 

@@ -100,7 +100,7 @@ class ConditionalFlow(nn.Module):
 
     def forward(self, x, cond):
         """Data -> latent, with the log-determinant of the Jacobian."""
-        logdet = torch.zeros(x.shape[:-1], dtype=x.dtype)
+        logdet = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
         for layer in self.layers:
             x, ld = layer(x, cond)
             logdet = logdet + ld
@@ -146,7 +146,8 @@ class FlowBC(Algorithm):
     def _latent(self, actor, obs_n):
         if self.cfg.q_weight > 0:
             return self.cfg.latent_bound * actor(obs_n)
-        return torch.zeros(obs_n.shape[0], self.spec.act_dim, dtype=obs_n.dtype)
+        return torch.zeros(obs_n.shape[0], self.spec.act_dim, dtype=obs_n.dtype,
+                           device=obs_n.device)
 
     def _decode(self, obs_n, z):
         return torch.tanh(self.flow.inverse(z, obs_n))

@@ -77,7 +77,7 @@ class GANBC(Algorithm):
         cfg = self.cfg
         obs = self.obs_norm(batch['observations'])
         act = self.unit_actions(batch['actions'])
-        z = torch.randn(len(obs), cfg.latent_dim)
+        z = torch.randn(len(obs), cfg.latent_dim, device=obs.device)
         fake = self._generate(self.generator, obs, z)
 
         real_logit, fake_logit = self._disc(obs, act), self._disc(obs, fake.detach())
@@ -92,7 +92,7 @@ class GANBC(Algorithm):
         if cfg.q_weight > 0:
             next_obs = self.obs_norm(batch['next_observations'])
             target_policy = lambda o: self._generate(  # noqa: E731
-                self.generator_target, o, torch.zeros(len(o), cfg.latent_dim))
+                self.generator_target, o, torch.zeros(len(o), cfg.latent_dim, device=o.device))
             critic_loss = td3_critic_loss(self.critic, self.critic_target, obs, act, next_obs,
                                           target_policy, batch, cfg.gamma)
             self.critic_opt.zero_grad(set_to_none=True)

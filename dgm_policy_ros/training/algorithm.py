@@ -28,6 +28,7 @@ from dgm_policy_ros.data.samplers import ChunkSampler, SequenceSampler, Transiti
 from dgm_policy_ros.networks import ActionScaler, ObsNormalizer
 from dgm_policy_ros.runtime.bundle import NoiseInput
 from dgm_policy_ros.runtime.history import HistorySpec
+from dgm_policy_ros.training.device import module_device
 
 
 @dataclasses.dataclass
@@ -112,6 +113,11 @@ class Algorithm(nn.Module):
         self.act_scale = ActionScaler(spec.act_low, spec.act_high)
         self._ddp: dict[str, nn.Module] = {}
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live (the trainer moves them to its ``device``)."""
+        return module_device(self)
+
     # -- shape of the policy's output -------------------------------------------------
     @property
     def chunk_size(self) -> int:
@@ -176,11 +182,12 @@ class Algorithm(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            out = self.act(*[torch.from_numpy(np.ascontiguousarray(a)) for a in arrays],
-                           *[torch.as_tensor(n) for n in noise])
+            tensors = to_tensors({str(i): a for i, a in enumerate([*arrays, *noise])},
+                                 self.device)
+            out = self.act(*tensors.values())
         finally:
             self.train(was_training)
-        return out.numpy()
+        return out.cpu().numpy()
 
     def export_module(self) -> nn.Module:
         return ExportModule(self)
@@ -196,7 +203,10 @@ class Algorithm(nn.Module):
             raise ConfigError(f'{self.name} does not support multi-process training yet')
         for name in self.ddp_modules:
             # Kept outside the module registry so state_dict keys stay the same.
-            self._ddp[name] = DistributedDataParallel(getattr(self, name))
+            module = getattr(self, name)
+            device = module_device(module)
+            self._ddp[name] = DistributedDataParallel(
+                module, device_ids=[device] if device.type == 'cuda' else None)
 
     def unit_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Dataset actions mapped to [-1, 1] (clamped: data may touch the bounds)."""
@@ -237,5 +247,7 @@ class ExportModule(nn.Module):
         return self.algorithm.act(*inputs)
 
 
-def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+def to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = 'cpu'
+               ) -> dict[str, torch.Tensor]:
+    """Numpy arrays as tensors on ``device`` (no copy on the CPU)."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in batch.items()}

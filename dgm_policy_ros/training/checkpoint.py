@@ -2,9 +2,10 @@
 """Checkpoints without pickle: tensors in safetensors, everything else in JSON, both atomic.
 
 Layout of ``<run>/checkpoints/``: ``step_<N>.safetensors`` (model weights, optimizer moments,
-torch RNG state) and ``latest.json`` (step, file name and sha256 of the weights, optimizer
-hyper-parameters, sampler RNG state). ``latest.json`` is written last, so a crash at any point
-leaves it pointing at a complete weights file; older weights are deleted only after.
+torch RNG states, the GPU's too when one is used) and ``latest.json`` (step, file name and
+sha256 of the weights, optimizer hyper-parameters, sampler RNG state). ``latest.json`` is
+written last, so a crash at any point leaves it pointing at a complete weights file; older
+weights are deleted only after.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from safetensors.torch import load_file, save
 import torch
 
+from dgm_policy_ros.training.device import module_device
 from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json
 from dgm_policy_ros.utils.hashing import sha256_file
 
@@ -50,6 +52,9 @@ def save_checkpoint(folder: Path, step: int, model: torch.nn.Module,
         tensors.update(t)
         optim_meta[name] = meta
     tensors['rng/torch'] = torch.get_rng_state()
+    device = module_device(model)
+    if device.type == 'cuda':  # draws made on the GPU (training noise) resume exactly too
+        tensors['rng/cuda'] = torch.cuda.get_rng_state(device)
     weights = folder / f'step_{step:09d}.safetensors'
     atomic_write_bytes(weights, save(tensors))
     atomic_write_json(folder / LATEST, {
@@ -100,6 +105,9 @@ def load_checkpoint(folder: Path, model: torch.nn.Module,
             opt_state.setdefault(int(index), {})[field] = value
         opt.load_state_dict({'state': opt_state, 'param_groups': om['param_groups']})
     torch.set_rng_state(tensors['rng/torch'])
+    device = module_device(model)
+    if 'rng/cuda' in tensors and device.type == 'cuda':
+        torch.cuda.set_rng_state(tensors['rng/cuda'], device)
     return meta
 
 

@@ -8,7 +8,8 @@ normalization, action bounds, dataset), ``checkpoints/`` (resumable state), ``me
 with the same parameters an uninterrupted run would have.
 
 Multi-process: started by ``torchrun`` (WORLD_SIZE > 1), ranks train DDP-wrapped modules on
-different batches with gloo; rank 0 writes everything.
+different batches (gloo on CPUs, nccl on GPUs, one GPU per rank); rank 0 writes everything.
+``device`` picks CPU or GPU; a run may resume on another device than it started on.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from dgm_policy_ros.data.minari_io import LoadedDataset, load_dataset
 from dgm_policy_ros.data.normalization import DatasetSplit, NormalizationStats
 from dgm_policy_ros.training.algorithm import Algorithm, DataSpec, to_tensors
 from dgm_policy_ros.training.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from dgm_policy_ros.training.device import check_device_name, resolve_device
 from dgm_policy_ros.training.logger import RunLogger, plot_learning_curve
 from dgm_policy_ros.training.registry import get_algorithm
 from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_yaml
@@ -46,6 +48,7 @@ class TrainConfig(Config):
     log_every: int = 250
     val_fraction: float = 0.0
     threads: int = 1  # torch intra-op threads per process
+    device: str = 'cpu'  # cpu | cuda | cuda:N | auto (the GPU when torch sees one)
     tensorboard: bool = True
     progress: bool = True
     algo_config: dict = dataclasses.field(default_factory=dict)
@@ -70,6 +73,7 @@ class TrainConfig(Config):
             raise ConfigError('TrainConfig.synthetic_ratio must be in (0, 1)')
         if self.synthetic_ratio is not None and not self.extra_transitions:
             raise ConfigError('TrainConfig.synthetic_ratio needs extra_transitions')
+        check_device_name(self.device)
 
     def algorithm_config(self, saved: bool = False):
         """The algorithm's typed config. ``saved``: ``algo_config`` was read from a run folder,
@@ -182,9 +186,13 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)
         distributed = self.world_size > 1
         if distributed:
-            torch.distributed.init_process_group('gloo')
+            if self.device.type == 'cuda':
+                torch.cuda.set_device(self.device)
+            torch.distributed.init_process_group('nccl' if self.device.type == 'cuda'
+                                                 else 'gloo')
         try:
             return self._run(distributed)
         finally:
@@ -201,6 +209,9 @@ class Trainer:
         algo: Algorithm = get_algorithm(cfg.algo)(algo_cfg, spec)
         if cfg.init_from and not self.resume:
             load_weights(Path(cfg.init_from) / 'model.safetensors', algo)
+        # Moving keeps the parameters' identity, so the optimizers built with them still
+        # hold them; optimizer state loaded below follows its parameters' device.
+        algo.to(self.device)
         train_eps = [ds.episodes[i] for i in split.train_episodes]
         # World models are scored on held-out episodes, not in MuJoCo.
         world_model = getattr(algo, 'kind', 'policy') == 'world_model'
@@ -240,7 +251,7 @@ class Trainer:
         algo.train()
         try:
             for step in range(start + 1, cfg.steps + 1):
-                losses = algo.update(to_tensors(sampler.sample()))
+                losses = algo.update(to_tensors(sampler.sample(), self.device))
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v
                     counts[k] = counts.get(k, 0) + 1

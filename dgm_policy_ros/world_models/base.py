@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from dgm_policy_ros.data.episodes import Episode
-from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec
+from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec, to_tensors
 
 
 @dataclasses.dataclass
@@ -71,15 +71,15 @@ class WorldModel(Algorithm):
                      rng: np.random.Generator | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng = rng or np.random.default_rng()
-        noise = [torch.from_numpy(n) for n in self.draw_noise(len(obs), rng)]
+        arrays = [np.asarray(obs, np.float32), np.asarray(act, np.float32),
+                  *self.draw_noise(len(obs), rng)]
         was = self.training
         self.eval()
         try:
-            out = self.step(torch.as_tensor(obs, dtype=torch.float32),
-                            torch.as_tensor(act, dtype=torch.float32), *noise)
+            out = self.step(*to_tensors(dict(enumerate(arrays)), self.device).values())
         finally:
             self.train(was)
-        return tuple(t.numpy() for t in out)
+        return tuple(t.cpu().numpy() for t in out)
 
     @torch.no_grad()
     def metrics(self, episodes: Sequence[Episode], horizons: Sequence[int] = (1, 5, 20),
@@ -91,15 +91,16 @@ class WorldModel(Algorithm):
 
         rng = np.random.default_rng(seed)
         data = flatten_episodes(episodes)
-        batch = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in {
+        batch = to_tensors({k: np.asarray(v, np.float32) for k, v in {
             'observations': data.observations, 'actions': data.actions,
-            'rewards': data.rewards, 'next_observations': data.next_observations}.items()}
+            'rewards': data.rewards, 'next_observations': data.next_observations}.items()},
+            self.device)
         was = self.training
         self.eval()
         try:
             x, y = self.inputs(batch['observations'], batch['actions']), self.targets(batch)
-            noise = [torch.from_numpy(n) for n in self.draw_noise(len(x), rng)]
-            pred, _ = self.sample_y(x, *noise)
+            noise = to_tensors(dict(enumerate(self.draw_noise(len(x), rng))), self.device)
+            pred, _ = self.sample_y(x, *noise.values())
             out = {'one_step_mse': float(((pred - y) ** 2).mean()),
                    'reward_mse': float(((pred[:, -1] - y[:, -1]) ** 2).mean())}
             nll = self.nll(x, y)
@@ -121,10 +122,13 @@ class WorldModel(Algorithm):
                     eps.append(ep)
         if not starts:
             return float('nan')
-        obs = torch.from_numpy(np.stack([e.observations[t] for e, t in zip(eps, starts)]))
+        def stacked(arrays) -> torch.Tensor:
+            return to_tensors({'x': np.stack(arrays).astype(np.float32)}, self.device)['x']
+
+        obs = stacked([e.observations[t] for e, t in zip(eps, starts)])
         for k in range(h):
-            act = torch.from_numpy(np.stack([e.actions[t + k] for e, t in zip(eps, starts)]))
-            noise = [torch.from_numpy(n) for n in self.draw_noise(len(obs), rng)]
-            obs, _, _ = self.step(obs.float(), act.float(), *noise)
-        truth = torch.from_numpy(np.stack([e.observations[t + h] for e, t in zip(eps, starts)]))
+            act = stacked([e.actions[t + k] for e, t in zip(eps, starts)])
+            noise = to_tensors(dict(enumerate(self.draw_noise(len(obs), rng))), self.device)
+            obs, _, _ = self.step(obs, act, *noise.values())
+        truth = stacked([e.observations[t + h] for e, t in zip(eps, starts)])
         return float((((obs - truth) / self.obs_norm.std) ** 2).mean())

@@ -90,9 +90,11 @@ class GaussianEnsemble(WorldModel):
         """
         mean, logvar = self.members(x)
         std = (0.5 * logvar).exp()
-        pick = torch.randint(0, self.cfg.members, (x.shape[0],), generator=generator)
-        rows = torch.arange(x.shape[0])
-        noise = torch.randn(mean.shape[1:], generator=generator)
+        where = generator.device if generator is not None else x.device
+        pick = torch.randint(0, self.cfg.members, (x.shape[0],), generator=generator,
+                             device=where).to(x.device)
+        rows = torch.arange(x.shape[0], device=x.device)
+        noise = torch.randn(mean.shape[1:], generator=generator, device=where).to(x.device)
         y = mean[pick, rows] + std[pick, rows] * noise
         return y, (mean - mean.mean(0)).norm(dim=-1).amax(0)
 
