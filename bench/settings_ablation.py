@@ -6,7 +6,9 @@ The question each table answers is whether a setting closes a gap the policy tab
 the arms differ from bench/policies.py's run only in ``--arms`` (JSON objects of settings; ``{}``
 is the benchmark's own run, reused from its folder). Each run is exported and scored in MuJoCo
 through the deployment runner. ``--peer`` adds a d3rlpy row from the policy benchmark's cache
-(bench/results/policies_runs/), same datasets, steps and seeds.
+(bench/results/policies_runs/), same datasets, steps and seeds. ``--deploy-arms`` change only
+deploy-time settings (``dgm export --set``: a diffusion policy's ``sampling_steps`` or
+``temperature``), scored on the benchmark's own runs without training again.
 
 Example: ``python bench/settings_ablation.py --algo dt --name dt_state_encoder --arms '{}'
 '{"state_encoder": "relu"}' --peer DecisionTransformer``.
@@ -36,13 +38,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--algo', required=True)
     parser.add_argument('--name', required=True, help='the table: bench/results/<name>.md')
-    parser.add_argument('--arms', nargs='+', required=True, help='JSON objects of settings')
+    parser.add_argument('--arms', nargs='*', default=[], help='JSON objects of settings')
+    parser.add_argument('--deploy-arms', nargs='*', default=[],
+                        help="JSON objects of deploy-time settings, applied at export to the "
+                        "benchmark's own runs")
     parser.add_argument('--datasets', nargs='+', default=['dgm/hopper/medium-v0'])
     parser.add_argument('--steps', type=int, default=5000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--episodes', type=int, default=10)
     parser.add_argument('--peer', help="a d3rlpy algorithm from the policy benchmark's cache")
     args = parser.parse_args()
+    if not args.arms and not args.deploy_arms:
+        parser.error('give --arms, --deploy-arms or both')
 
     root = HERE.parent / 'runs' / args.name
     lines = [f"`{args.algo}` with the policy benchmark's settings (bench/policies.py) except "
@@ -57,17 +64,22 @@ def main() -> int:
                      f"{', '.join(f'{s:.1f}' for s in scores)} |")
         print(lines[-1], flush=True)
 
+    def label(settings: dict) -> str:
+        return ', '.join(f'{k}: {v}' for k, v in settings.items())
+
     for dataset in args.datasets:
-        for arm in args.arms:
-            settings = json.loads(arm)
+        arms = [(json.loads(arm), {}) for arm in args.arms] + \
+            [({}, json.loads(arm)) for arm in args.deploy_arms]
+        for settings, deploy in arms:
             scores = []
             for seed in args.seeds:
                 run = ensure_bench_run(args.algo, settings, dataset, args.steps, seed, root)
-                result = export_and_score(run, root / 'bundles' / run.name, args.episodes,
-                                          seed)[1]
+                bundle = root / 'bundles' / '-'.join(
+                    [run.name, *(f'{k}{v}' for k, v in deploy.items())])
+                result = export_and_score(run, bundle, args.episodes, seed, deploy)[1]
                 scores.append(float(result.scores.mean()))
-            row(dataset, ', '.join(f'{k}: {v}' for k, v in settings.items()) or
-                "the benchmark's", scores)
+            row(dataset, f'at deploy: {label(deploy)}' if deploy else
+                label(settings) or "the benchmark's", scores)
         if args.peer:
             scores = peer_scores(args.peer, dataset, args.seeds, args.steps)
             if scores:

@@ -316,6 +316,36 @@ def test_inference_samples_the_averaged_denoiser():
     assert _make('idql').averaged_denoiser is None  # off by default: the trained weights sample
 
 
+@pytest.mark.parametrize('name,noise', [('idql', 'candidate_noise'),
+                                        ('diffusion_bc', 'initial_noise')])
+def test_diffusion_temperature_scales_the_initial_noise_at_deploy_time(name, noise,
+                                                                        tiny_dataset,
+                                                                        tmp_path):
+    """A deploy-time setting: the same weights sample their learned distribution at
+    temperature 1 and one deterministic action per observation at 0; the bundle records the
+    scale with its noise input, so the runner draws as ``predict`` does."""
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.runtime import PolicyRunner
+
+    run = tmp_path / 'run'
+    _train(name, run, 20, dataset=tiny_dataset)
+    warm, _, _ = load_run(run)
+    cold, _, _ = load_run(run, overrides={'temperature': 0.0})
+    obs = policy_inputs(warm, seed=2, step=3)
+    draws = [cold.predict(obs, rng=np.random.default_rng(seed)) for seed in (0, 1)]
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert not np.allclose(warm.predict(obs, rng=np.random.default_rng(0)),
+                           warm.predict(obs, rng=np.random.default_rng(1)))
+    bundle = export_bundle(run, tmp_path / 'bundle', fp16=False,
+                           overrides={'temperature': 0.5})
+    spec = next(n for n in PolicyRunner(bundle, backend='onnxruntime-cpu').bundle.noise_inputs
+                if n.name == noise)
+    assert spec.scale == 0.5
+    assert abs(float(spec.draw(2000, np.random.default_rng(0)).std()) - 0.5) < 0.02
+    with pytest.raises(ConfigError, match='temperature'):
+        load_run(run, overrides={'temperature': -1.0})
+
+
 def test_idql_weights_its_behaviour_loss_by_advantage_when_asked():
     def weights_seen(algo):
         seen, loss = [], algo.behaviour_loss

@@ -25,6 +25,10 @@ class DiffusionSettings(AlgoConfig):
     # Decay of an exponential moving average of the denoiser's weights that samples at
     # inference and is exported (policies/denoiser_ema.py); 0: the trained weights themselves.
     inference_ema: float = 0.0
+    # Standard deviation of the initial noise at inference (a deploy-time choice, recorded
+    # with the noise input in the bundle): 1 samples the learned distribution; below 1 draws
+    # lean towards its densest actions, 0 gives one deterministic action per observation.
+    temperature: float = 1.0
 
     def validate(self) -> None:
         super().validate()
@@ -40,3 +44,5 @@ class DiffusionSettings(AlgoConfig):
             raise ConfigError(f'{name}.time_embed must be even and >= 2')
         if not 0.0 <= self.inference_ema < 1.0:
             raise ConfigError(f'{name}.inference_ema must be in [0, 1)')
+        if not 0.0 <= self.temperature <= 10.0:
+            raise ConfigError(f'{name}.temperature must be in [0, 10], got {self.temperature}')

@@ -89,7 +89,8 @@ class DiffusionBC(DenoiserEMA, ChunkedAlgorithm):
         return self.obs_norm(obs).flatten(1)
 
     def noise_specs(self) -> list[NoiseSpec]:
-        specs = [NoiseSpec('initial_noise', (self.chunk_dim,), 'normal')]
+        specs = [NoiseSpec('initial_noise', (self.chunk_dim,), 'normal',
+                           scale=self.cfg.temperature)]
         if self.cfg.eta > 0:
             specs.append(NoiseSpec('step_noise', (self.cfg.sampling_steps, self.chunk_dim),
                                    'normal'))

@@ -70,7 +70,7 @@ class QGuidedDiffusion(DenoiserEMA, Algorithm):
 
     def noise_specs(self) -> list[NoiseSpec]:
         specs = [NoiseSpec('candidate_noise', (self.cfg.n_candidates, self.spec.act_dim),
-                           'normal')]
+                           'normal', scale=self.cfg.temperature)]
         if self.cfg.selection != 'argmax':
             specs.append(NoiseSpec('selection_noise', (1,), 'uniform'))
         return specs

@@ -32,8 +32,9 @@ class NoiseInput:
     """An explicit noise input of a graph (shape without the batch dimension).
 
     ``distribution`` says how it is drawn: ``normal`` (standard normal, clipped to ``clip``
-    when set), ``uniform`` (on [0, 1): the draw of a categorical choice inside the graph) or
-    ``zeros`` (the distribution's mode; deterministic). Training (``predict``) and the
+    when set, then times ``scale``: a diffusion policy's sampling temperature), ``uniform``
+    (on [0, 1): the draw of a categorical choice inside the graph) or ``zeros`` (the
+    distribution's mode; deterministic). Training (``predict``) and the
     runtime draw through this one class, so they agree.
     """
 
@@ -41,14 +42,18 @@ class NoiseInput:
     shape: tuple[int, ...]
     distribution: str = 'normal'
     clip: float | None = None
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.distribution not in ('normal', 'uniform', 'zeros'):
             raise ValueError(f'noise {self.name}: unknown distribution {self.distribution!r}')
+        if not (np.isfinite(self.scale) and self.scale >= 0):
+            raise ValueError(f'noise {self.name}: scale must be finite and >= 0, '
+                             f'got {self.scale}')
 
     def to_dict(self) -> dict[str, Any]:
         return {'name': self.name, 'shape': list(self.shape),
-                'distribution': self.distribution, 'clip': self.clip}
+                'distribution': self.distribution, 'clip': self.clip, 'scale': self.scale}
 
     def draw(self, batch: int, rng: np.random.Generator) -> np.ndarray:
         shape = (batch, *self.shape)
@@ -57,7 +62,9 @@ class NoiseInput:
         if self.distribution == 'uniform':
             return rng.random(shape, dtype=np.float32)
         noise = rng.standard_normal(shape).astype(np.float32)
-        return np.clip(noise, -self.clip, self.clip) if self.clip else noise
+        if self.clip:
+            noise = np.clip(noise, -self.clip, self.clip)
+        return noise * np.float32(self.scale) if self.scale != 1.0 else noise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +98,8 @@ class Bundle:
 
     @property
     def noise_inputs(self) -> list[NoiseInput]:
-        return [NoiseInput(n['name'], tuple(n['shape']), n['distribution'], n.get('clip'))
+        return [NoiseInput(n['name'], tuple(n['shape']), n['distribution'], n.get('clip'),
+                           float(n.get('scale', 1.0)))
                 for n in self.manifest.get('noise_inputs', [])]
 
     @property
