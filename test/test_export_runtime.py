@@ -54,6 +54,27 @@ def test_export_parity_and_manifest(bundles, ident):
     assert given == (1 if bundle.history is None else 1 + len(bundle.history.fields))
     assert [n['name'] for n in m['noise_inputs']] == [i['name'] for i in m['inputs'][given:]]
     assert m['exporter']['opset'] >= 17
+    fp32_off = m['parity']['fp32_rows_off']
+    assert fp32_off['rows'] == 64 and fp32_off['tolerance'] == 1e-5
+    assert fp32_off['over'] <= (3 if ident.split('-')[0] in ('bcq', 'idql', 'diffusion_ql')
+                                else 0)
+
+
+def test_fp32_parity_allows_near_ties_only_to_a_policy_that_chooses():
+    """A rounding flip between near-equal candidates is one or two rows; a wrong graph is off
+    on many: the check tells them apart, and never lets a non-choosing policy off."""
+    from dgm_policy_ros.export.onnx_export import ExportError, check_fp32_parity
+
+    rows = np.full(64, 2e-7)
+    rows[5] = 0.3  # one flipped choice
+    error, off = check_fp32_parity(rows, 1e-5, chooses=True, what='run')
+    assert error == pytest.approx(2e-7) and off == {'tolerance': 1e-5, 'rows': 64, 'over': 1}
+    with pytest.raises(ExportError, match='1 of 64'):
+        check_fp32_parity(rows, 1e-5, chooses=False, what='run')
+    rows[:10] = 0.3  # off on many rows: a wrong graph, whatever the policy
+    with pytest.raises(ExportError, match='10 of 64'):
+        check_fp32_parity(rows, 1e-5, chooses=True, what='run')
+    assert check_fp32_parity(np.zeros(64), 1e-5, chooses=False, what='run')[1]['over'] == 0
 
 
 @pytest.mark.parametrize('ident', VARIANT_IDS)

@@ -93,6 +93,26 @@ def _pin_static_dims(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
 
 
 FP16_ROW_TOLERANCE = 1e-2  # an fp16 action this far off is a different choice, not rounding
+# A policy that picks one of several candidates by a score (Q) may pick another on a near tie
+# when float rounding differs, even in fp32 (idql on halfcheetah at temperature 0.5, argmax:
+# 1 of 64 rows): the rows off are allowed up to this fraction, and recorded. A graph that is
+# wrong is off on most rows.
+FP32_CHOICE_ROWS_OFF = 0.05
+
+
+def check_fp32_parity(rows: np.ndarray, atol: float, chooses: bool, what: str
+                      ) -> tuple[float, dict[str, Any]]:
+    """The fp32 graph's error on the rows where it acts as torch does, and how many rows it
+    acts otherwise on; an ExportError when those are more than a choosing policy's near ties
+    explain (any, for a policy that does not choose)."""
+    off = rows > atol
+    allowed = int(FP32_CHOICE_ROWS_OFF * len(rows)) if chooses else 0
+    if off.sum() > allowed:
+        raise ExportError(f'ONNX Runtime differs from torch by up to {rows.max():.3g} '
+                          f'(> {atol}) on {int(off.sum())} of {len(rows)} checked rows of '
+                          f'{what}: the export is wrong')
+    error = float(rows[~off].max()) if (~off).any() else 0.0
+    return error, {'tolerance': atol, 'rows': len(rows), 'over': int(off.sum())}
 
 
 def max_abs_error(onnx_path: Path, module: torch.nn.Module, inputs: list[np.ndarray],
@@ -148,10 +168,9 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
         graphs, errors = {'policy': 'policy.onnx'}, {}
         export_onnx(module, _example_inputs(algo, 2, rng), names, 'actions', tmp / 'policy.onnx')
         check = _example_inputs(algo, 64, rng)
-        errors['fp32'] = max_abs_error(tmp / 'policy.onnx', module, check, names)
-        if errors['fp32'] > parity_atol:
-            raise ExportError(f'ONNX Runtime differs from torch by {errors["fp32"]:.3g} '
-                              f'(> {parity_atol}) on {run_dir}: the export is wrong')
+        errors['fp32'], fp32_rows_off = check_fp32_parity(
+            row_errors(tmp / 'policy.onnx', module, check, names), parity_atol,
+            algo.chooses_among_candidates, str(run_dir))
         if fp16:
             to_fp16(tmp / 'policy.onnx', tmp / 'policy_fp16.onnx')
             graphs['policy_fp16'] = 'policy_fp16.onnx'
@@ -170,6 +189,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
         manifest = _manifest(algo, cfg, info, result, names, noise_specs, graphs, files,
                              errors, control_rate_hz or _control_rate(env_id), run_dir, parent)
         manifest['deploy_overrides'] = dict(overrides or {})
+        manifest['parity']['fp32_rows_off'] = fp32_rows_off
         if fp16:  # how many checked observations the fp16 graph acts differently on
             manifest['parity']['fp16_rows_off'] = rows_off
         if sampler:

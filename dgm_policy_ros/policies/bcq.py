@@ -94,6 +94,7 @@ class Perturbation(nn.Module):
 
 class BCQ(Algorithm):
     name = 'bcq'
+    chooses_among_candidates = True
     family = 'vae'
     config_class = BCQConfig
     monitored_loss = 'vae_loss'

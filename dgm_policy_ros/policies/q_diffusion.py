@@ -54,6 +54,7 @@ class QGuidedDiffusion(DenoiserEMA, Algorithm):
     """Base class: subclasses add their critic training in ``update``."""
 
     family = 'diffusion'
+    chooses_among_candidates = True
 
     def __init__(self, cfg: QDiffusionConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)

@@ -102,6 +102,9 @@ class Algorithm(nn.Module):
     sampler_kind: ClassVar[str] = 'transitions'  # transitions | chunks | sequences
     ddp_modules: ClassVar[tuple[str, ...]] = ()  # sub-modules wrapped by DDP under torchrun
     monitored_loss: ClassVar[str] = 'loss'  # the loss that must fall (tests, benchmarks)
+    # Picks one of several candidate actions by a score: rounding may flip a near tie, which
+    # the export's parity check allows on a few rows (export/onnx_export.py).
+    chooses_among_candidates: ClassVar[bool] = False
 
     def __init__(self, cfg: AlgoConfig, spec: DataSpec) -> None:
         super().__init__()
