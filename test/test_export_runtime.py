@@ -218,6 +218,15 @@ def test_bundle_eval_in_mujoco_reproduces_the_training_evaluation(tmp_path, caps
     assert result['score_mean'] == pytest.approx(trained['score_mean'], abs=0.5)
     assert result['training_score_mean'] == pytest.approx(trained['score_mean'])
     assert result['backend'] == 'onnxruntime' and result['p99_ms'] > 0
+    assert result['env'] == 'Hopper-v5'  # the bundle's own environment
+
+
+def test_eval_of_a_bundle_without_an_environment_says_to_name_one(bundles, capsys):
+    from dgm_policy_ros.cli.main import main
+
+    # The synthetic dataset the test bundles come from names no environment.
+    assert main(['eval', '--bundle', str(bundles['bc']), '--episodes', '1']) == 2
+    assert 'names no environment' in capsys.readouterr().err
 
 
 def test_the_shipped_default_bundle_verifies_and_acts():

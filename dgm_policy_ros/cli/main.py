@@ -225,11 +225,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     runner = PolicyRunner(args.bundle, backend=args.backend, seed=args.seed,
                           target_return=args.target_return)
-    env_id = args.env or runner.bundle.env_id
-    if not env_id:
-        raise ValueError('the bundle names no environment: pass --env')
-    result = evaluate_runner(runner, env_id, args.episodes, seed=args.env_seed)
-    summary = {'bundle': str(args.bundle), 'env': env_id, 'episodes': args.episodes,
+    # The environment defaults to the bundle's own (evaluate_runner resolves it, once).
+    result = evaluate_runner(runner, args.env, args.episodes, seed=args.env_seed)
+    summary = {'bundle': str(args.bundle), 'env': result.env_id, 'episodes': args.episodes,
                'backend': runner.backend.name, **result.summary(),
                **runner.latency_percentiles(),
                'training_score_mean': runner.bundle.manifest.get('training', {})

@@ -67,7 +67,7 @@ def evaluate_runner(runner, env_id: str | None = None, episodes: int = 10,
     and its seeds default to the bundle's own (its training run's evaluation)."""
     env_id = env_id or runner.bundle.env_id
     if not env_id:
-        raise ValueError('the bundle names no environment: pass one')
+        raise ValueError('the bundle names no environment: pass one (dgm eval --env)')
     seed = runner.bundle.eval_env_seed if seed is None else seed
     history = None
     if runner.history is not None:
