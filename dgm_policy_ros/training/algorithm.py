@@ -185,9 +185,7 @@ class Algorithm(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            tensors = to_tensors({str(i): a for i, a in enumerate([*arrays, *noise])},
-                                 self.device)
-            out = self.act(*tensors.values())
+            out = self.act(*[to_tensor(a, self.device) for a in [*arrays, *noise]])
         finally:
             self.train(was_training)
         return out.cpu().numpy()
@@ -250,7 +248,11 @@ class ExportModule(nn.Module):
         return self.algorithm.act(*inputs)
 
 
+def to_tensor(array: np.ndarray, device: torch.device | str = 'cpu') -> torch.Tensor:
+    """A numpy array as a tensor on ``device`` (no copy on the CPU)."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
 def to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = 'cpu'
                ) -> dict[str, torch.Tensor]:
-    """Numpy arrays as tensors on ``device`` (no copy on the CPU)."""
-    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in batch.items()}
+    return {k: to_tensor(v, device) for k, v in batch.items()}

@@ -141,6 +141,7 @@ class Trainer:
         self.resume = resume
         self.world_size = int(os.environ.get('WORLD_SIZE', '1'))
         self.rank = int(os.environ.get('RANK', '0'))
+        self.device = resolve_device(cfg.device)  # refused here, before anything is read
 
     # ------------------------------------------------------------------ set-up
     def _check_resume(self) -> None:
@@ -186,7 +187,6 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
         distributed = self.world_size > 1
         if distributed:
             if self.device.type == 'cuda':

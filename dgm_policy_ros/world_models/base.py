@@ -18,7 +18,13 @@ import numpy as np
 import torch
 
 from dgm_policy_ros.data.episodes import Episode
-from dgm_policy_ros.training.algorithm import AlgoConfig, Algorithm, DataSpec, to_tensors
+from dgm_policy_ros.training.algorithm import (
+    AlgoConfig,
+    Algorithm,
+    DataSpec,
+    to_tensor,
+    to_tensors,
+)
 
 
 @dataclasses.dataclass
@@ -76,7 +82,7 @@ class WorldModel(Algorithm):
         was = self.training
         self.eval()
         try:
-            out = self.step(*to_tensors(dict(enumerate(arrays)), self.device).values())
+            out = self.step(*[to_tensor(a, self.device) for a in arrays])
         finally:
             self.train(was)
         return tuple(t.cpu().numpy() for t in out)
@@ -99,8 +105,8 @@ class WorldModel(Algorithm):
         self.eval()
         try:
             x, y = self.inputs(batch['observations'], batch['actions']), self.targets(batch)
-            noise = to_tensors(dict(enumerate(self.draw_noise(len(x), rng))), self.device)
-            pred, _ = self.sample_y(x, *noise.values())
+            noise = [to_tensor(n, self.device) for n in self.draw_noise(len(x), rng)]
+            pred, _ = self.sample_y(x, *noise)
             out = {'one_step_mse': float(((pred - y) ** 2).mean()),
                    'reward_mse': float(((pred[:, -1] - y[:, -1]) ** 2).mean())}
             nll = self.nll(x, y)
@@ -123,12 +129,12 @@ class WorldModel(Algorithm):
         if not starts:
             return float('nan')
         def stacked(arrays) -> torch.Tensor:
-            return to_tensors({'x': np.stack(arrays).astype(np.float32)}, self.device)['x']
+            return to_tensor(np.stack(arrays).astype(np.float32), self.device)
 
         obs = stacked([e.observations[t] for e, t in zip(eps, starts)])
         for k in range(h):
             act = stacked([e.actions[t + k] for e, t in zip(eps, starts)])
-            noise = to_tensors(dict(enumerate(self.draw_noise(len(obs), rng))), self.device)
-            obs, _, _ = self.step(obs, act, *noise.values())
+            noise = [to_tensor(n, self.device) for n in self.draw_noise(len(obs), rng)]
+            obs, _, _ = self.step(obs, act, *noise)
         truth = stacked([e.observations[t + h] for e, t in zip(eps, starts)])
         return float((((obs - truth) / self.obs_norm.std) ** 2).mean())
