@@ -1,17 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
-"""How well a diffusion behaviour model fits the data after the benchmark's budget, against
-bc's regression (bench/results/behaviour_fit.md).
+"""How well a diffusion behaviour model fits the data after the benchmark's budget, against bc's
+regression (bench/results/behaviour_fit.md).
 
 ``idql``'s policy is its diffusion behaviour model plus a choice among candidates, so it can
 only be as good as that model. For ``bc`` and for ``idql`` with its denoiser predicting the
 noise (``prediction: epsilon``) or the clean action (``sample``), the latter also with 5 noise
-levels or with an EMA of its weights sampling (``ARMS``), with the policy benchmark's other
-settings, at one or more training budgets, on the (state, action) pairs of the dataset: the
-spread of the model's actions for one state (std over ``--samples`` draws, in the [-1, 1]
-action box; the data's behaviour policies added Gaussian noise of std 0.1 there, so a model
-that has learned the behaviour distribution spreads about 0.1), the squared error of their
-mean and of a single draw against the dataset's action, and the score in MuJoCo through the
-deployment runner of the model alone (idql with one candidate) and of the shipped policy.
+levels, with an EMA of its weights sampling, or with bc's learning rate (``ARMS``), with the
+policy benchmark's other settings, at one or more training budgets, on the (state, action)
+pairs of the dataset: the spread of the model's actions for one state (std over ``--samples``
+draws, in the [-1, 1] action box; the data's behaviour policies added Gaussian noise of std 0.1
+there, so a model that has learned the behaviour distribution spreads about 0.1), the squared
+error of their mean and of a single draw against the dataset's action, and the score in MuJoCo
+through the deployment runner of the model alone (idql with one candidate) and of the shipped
+policy.
 """
 from __future__ import annotations
 
@@ -27,12 +28,20 @@ sys.path.insert(0, str(HERE))
 from common import ensure_bench_run, export_and_score, write_result  # noqa: E402
 
 ALONE = {'idql': {'selection': 'argmax', 'n_candidates': 1}}  # the behaviour model by itself
-# The denoiser's target, then, on the x_0 target, two common ways to a better fit at a fixed
-# budget: IDQL's and Diffusion-QL's short chain of 5 noise levels (instead of 100), and sampling
-# with an EMA of the weights (Diffusion Policy's).
-ARMS = [('bc', {}), ('idql', {'prediction': 'epsilon'}), ('idql', {'prediction': 'sample'}),
-        ('idql', {'prediction': 'sample', 'diffusion_steps': 5, 'sampling_steps': 5}),
-        ('idql', {'prediction': 'sample', 'inference_ema': 0.995})]
+# idql's settings before this table settled its defaults (100 noise levels, 10 DDIM steps,
+# lr 3e-4, the expectile draw): every arm starts from them, so the table reproduces.
+BEFORE = {'diffusion_steps': 100, 'sampling_steps': 10, 'lr': 3e-4, 'selection': 'expectile'}
+# The denoiser's target, then, on the x_0 target, common ways to a better fit at a fixed budget:
+# IDQL's and Diffusion-QL's short chain of 5 noise levels (instead of 100), sampling with an EMA
+# of the weights (Diffusion Policy's), and bc's learning rate (1e-3), alone and with the short
+# chain (which idql now ships).
+ARMS = [('bc', {}), ('idql', {**BEFORE, 'prediction': 'epsilon'}),
+        ('idql', {**BEFORE, 'prediction': 'sample'}),
+        ('idql', {**BEFORE, 'prediction': 'sample', 'diffusion_steps': 5, 'sampling_steps': 5}),
+        ('idql', {**BEFORE, 'prediction': 'sample', 'inference_ema': 0.995}),
+        ('idql', {**BEFORE, 'prediction': 'sample', 'lr': 0.001}),
+        ('idql', {**BEFORE, 'prediction': 'sample', 'diffusion_steps': 5, 'sampling_steps': 5,
+                  'lr': 0.001})]
 
 
 def fit(run: Path, dataset: str, samples: int, states: int, overrides: dict) -> dict:
@@ -79,7 +88,9 @@ def main() -> int:
              'per state, in the [-1, 1] action box (the data: a behaviour policy plus Gaussian '
              'noise of std 0.1), averaged over the seeds. Scores: normalized, mean ± std over '
              f'the seeds, each the mean of {args.episodes} episodes through the deployment '
-             'runner; "model alone" is idql with one candidate.', '',
+             'runner; "model alone" is idql with one candidate. Every idql row starts from '
+             'its earlier settings, ' + ', '.join(f'{k} {v}' for k, v in BEFORE.items()) +
+             ', and changes what it lists.', '',
              '| algorithm | settings | steps | spread of draws | MSE of their mean | '
              'MSE of one draw | score, model alone | score, shipped policy |',
              '|---|---|---|---|---|---|---|---|']
@@ -96,7 +107,8 @@ def main() -> int:
                 alone_scores.append(score(run, root / f'{run.name}-alone', alone,
                                           args.episodes, seed) if alone else shipped_scores[-1])
             f = {k: np.mean([x[k] for x in fits]) for k in fits[0]}
-            label = ', '.join(f'{k} {v}' for k, v in settings.items()) or '–'
+            label = ', '.join(f'{k} {v}' for k, v in settings.items()
+                              if k not in BEFORE or BEFORE[k] != v) or '–'
             lines.append(f'| {algo} | {label} | {steps} | '
                          f"{f['spread']:.3f} | {f['mse_mean']:.4f} | {f['mse_draw']:.4f} | "
                          f'{np.mean(alone_scores):.1f} ± {np.std(alone_scores):.1f} | '

@@ -214,8 +214,8 @@ def main() -> int:
              'd3rlpy PLAS pre-trains its VAE for the first half of the steps. dt and d3rlpy '
              'DecisionTransformer share CPU-sized settings (64-wide tokens, context 10, 3 layers, '
              '1 head, batch 64, lr 1e-4 with a 10% warm-up, returns-to-go divided by the best '
-             'training return, which is also the target return). idql draws one of 32 '
-             'diffusion candidates with its expectile weights; the idql and diffusion_bc '
+             'training return, which is also the target return). idql takes the best by Q of 32 '
+             'diffusion candidates (5 noise levels, lr 1e-3); the idql and diffusion_bc '
              "denoisers predict the clean action (x_0), diffusion_ql's the noise. "
              'Observations are '
              'standardized on both sides. Evaluation: '

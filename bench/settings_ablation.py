@@ -7,8 +7,9 @@ the arms differ from bench/policies.py's run only in ``--arms`` (JSON objects of
 is the benchmark's own run, reused from its folder). Each run is exported and scored in MuJoCo
 through the deployment runner. ``--peer`` adds a d3rlpy row from the policy benchmark's cache
 (bench/results/policies_runs/), same datasets, steps and seeds. ``--deploy-arms`` change only
-deploy-time settings (``dgm export --set``: a diffusion policy's ``sampling_steps`` or
-``temperature``), scored on the benchmark's own runs without training again.
+deploy-time settings (``dgm export --set``: a diffusion policy's ``sampling_steps``,
+``temperature`` or ``selection``), each applied to every training arm's runs (the benchmark's
+own, without ``--arms``) without training again.
 
 Example: ``python bench/settings_ablation.py --algo dt --name dt_state_encoder --arms '{}'
 '{"state_encoder": "relu"}' --peer DecisionTransformer``.
@@ -26,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import RESULTS, ensure_bench_run, export_and_score, write_result  # noqa: E402
+from policies import our_config  # noqa: E402
 
 
 def peer_scores(algo: str, dataset: str, seeds: list[int], steps: int) -> list[float]:
@@ -40,8 +42,8 @@ def main() -> int:
     parser.add_argument('--name', required=True, help='the table: bench/results/<name>.md')
     parser.add_argument('--arms', nargs='*', default=[], help='JSON objects of settings')
     parser.add_argument('--deploy-arms', nargs='*', default=[],
-                        help="JSON objects of deploy-time settings, applied at export to the "
-                        "benchmark's own runs")
+                        help='JSON objects of deploy-time settings, applied at export to each '
+                        "training arm's runs")
     parser.add_argument('--datasets', nargs='+', default=['dgm/hopper/medium-v0'])
     parser.add_argument('--steps', type=int, default=5000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
@@ -57,6 +59,10 @@ def main() -> int:
              f'{", ".join(map(str, args.seeds))}. Score: normalized, mean ± std over the seeds '
              f'(each the mean of {args.episodes} episodes through the deployment runner; the '
              "d3rlpy row from the policy benchmark's cache, same evaluation loop).", '',
+             # Defaults change as tables like this one settle them: say what "the
+             # benchmark's" meant when this one was made.
+             "The benchmark's settings, in full: "
+             f"`{json.dumps(our_config(args.algo), separators=(', ', ': '))}`.", '',
              '| dataset | settings | score | per seed |', '|---|---|---|---|']
 
     def row(dataset: str, label: str, scores: list[float]) -> None:
@@ -68,8 +74,9 @@ def main() -> int:
         return ', '.join(f'{k}: {v}' for k, v in settings.items())
 
     for dataset in args.datasets:
-        arms = [(json.loads(arm), {}) for arm in args.arms] + \
-            [({}, json.loads(arm)) for arm in args.deploy_arms]
+        # Every training arm under every deploy arm (as trained, when none is given).
+        arms = [(json.loads(arm), json.loads(deploy)) for arm in args.arms or ['{}']
+                for deploy in args.deploy_arms or ['{}']]
         for settings, deploy in arms:
             scores = []
             for seed in args.seeds:
@@ -78,8 +85,9 @@ def main() -> int:
                     [run.name, *(f'{k}{v}' for k, v in deploy.items())])
                 result = export_and_score(run, bundle, args.episodes, seed, deploy)[1]
                 scores.append(float(result.scores.mean()))
-            row(dataset, f'at deploy: {label(deploy)}' if deploy else
-                label(settings) or "the benchmark's", scores)
+            trained = label(settings) or "the benchmark's"
+            row(dataset, f'{trained}; at deploy: {label(deploy)}' if deploy else trained,
+                scores)
         if args.peer:
             scores = peer_scores(args.peer, dataset, args.seeds, args.steps)
             if scores:
