@@ -16,7 +16,8 @@ The denoiser predicts the clean action (``prediction: sample``) over IDQL's shor
 noise levels, at bc's learning rate (1e-3): after 5000 steps the mean of its draws is as close
 to the data as bc's regression (MSE 0.019 against 0.017, where 100 noise levels at 3e-4 left
 0.048), and idql scored 25.5 +- 2.8 against 22.1 +- 2.9 on hopper medium
-(bench/results/behaviour_fit.md, idql_fit.md). Five levels also halve the sampling cost.
+(bench/results/behaviour_fit.md, idql_fit.md). Five DDIM steps instead of ten also cut an
+inference from 101 MFLOP to 55 (bench/results/latency.md, now and at commit 155f7a4).
 """
 from __future__ import annotations
 
