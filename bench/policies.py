@@ -29,7 +29,7 @@ CACHE = RESULTS / 'policies_runs'
 OURS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',
         'diffusion_ql']
 D3RLPY = ['BC', 'TD3PlusBC', 'IQL', 'BCQ', 'PLAS', 'DecisionTransformer']
-SEEDS = [0, 1, 2]  # the table's grid; --seeds chooses which of them this invocation runs
+SEEDS = [0, 1, 2]  # the table's grid; --seeds chooses which runs, and adds any others to it
 # Our side's settings, matched to d3rlpy's where both have the algorithm (see d3rlpy_job.py).
 OUR_CONFIGS = {
     'bc': {'batch_size': 256, 'lr': 1e-3, 'hidden': [256, 256]},
@@ -176,13 +176,20 @@ def main() -> int:
     parser.add_argument('--table-only', action='store_true', help='rebuild from the cache')
     parser.add_argument('--device', default='cpu',
                         help="'cuda': every run trains on the GPU (one CPU thread each)")
+    parser.add_argument('--name', default=None,
+                        help='the table, bench/results/<name>.md (default: policies for 5000 '
+                        'steps, policies_<k>k otherwise); name one for a run on a subset, such '
+                        'as more seeds on some datasets, so that it leaves the main table alone')
     args = parser.parse_args()
     on_gpu = args.device.startswith('cuda')
 
     jobs = grid(args.ours, args.d3rlpy, args.envs, args.datasets, args.seeds)
     todo = [j for j in jobs if not cached(*j, args.steps)]
     print(f'{len(jobs)} runs, {len(jobs) - len(todo)} cached, {len(todo)} to do', flush=True)
-    jobs = grid(OURS, D3RLPY, args.envs, args.datasets, SEEDS)  # the table shows them all
+    if args.name:  # a table of its own shows what was asked for
+        jobs = grid(args.ours, args.d3rlpy, args.envs, args.datasets, args.seeds)
+    else:  # the main table shows every algorithm, on the default seeds and any further ones
+        jobs = grid(OURS, D3RLPY, args.envs, args.datasets, sorted(set(SEEDS) | set(args.seeds)))
 
     def work(job):
         impl, algo, ds, seed = job
@@ -205,7 +212,7 @@ def main() -> int:
     missing = sum(not cached(*j, args.steps) for j in jobs)
     if missing:
         body = (f'**Partial: {len(jobs) - missing} of {len(jobs)} runs done** (the rest run '
-                f'with `python bench/policies.py --steps {args.steps}`, which skips the runs '
+                'with the command above (without `--table-only`), which skips the runs '
                 'cached in bench/results/policies_runs/ with the current settings; '
                 '`--table-only` only rebuilds this table).\n\n' + body)
     body += ('\nSettings: our bc/td3bc/bcq use the same widths, batch sizes and candidate '
@@ -215,8 +222,9 @@ def main() -> int:
              'DecisionTransformer share CPU-sized settings (64-wide tokens, context 10, 3 layers, '
              '1 head, batch 64, lr 1e-4 with a 10% warm-up, returns-to-go divided by the best '
              'training return, which is also the target return). idql takes the best by Q of 32 '
-             'diffusion candidates (5 noise levels, lr 1e-3); the idql and diffusion_bc '
-             "denoisers predict the clean action (x_0), diffusion_ql's the noise. "
+             'diffusion candidates (5 noise levels, lr 1e-3); diffusion_ql the best by Q of 10, '
+             "trained with a tenth of its paper's -Q weight (eta 0.1, 5 levels, lr 1e-3); the "
+             'idql, diffusion_ql and diffusion_bc denoisers predict the clean action (x_0). '
              'Observations are '
              'standardized on both sides. Evaluation: '
              f'{args.eval_episodes} episodes per run, env seeds 10000+seed, the same loop '
@@ -225,7 +233,7 @@ def main() -> int:
                 'Runs were made one or two at a time on this 2-core machine.\n'))
     print(body)
     # The 5000-step grid is the main table; a longer run (--steps) gets a table of its own.
-    name = 'policies' if args.steps == 5000 else f'policies_{args.steps // 1000}k'
+    name = args.name or ('policies' if args.steps == 5000 else f'policies_{args.steps // 1000}k')
     write_result(name, 'Policy families vs d3rlpy (offline, MuJoCo v5 datasets)', body)
     return 0
 
