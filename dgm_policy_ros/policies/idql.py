@@ -18,6 +18,10 @@ to the data as bc's regression (MSE 0.019 against 0.017, where 100 noise levels 
 0.048), and idql scored 25.5 +- 2.8 against 22.1 +- 2.9 on hopper medium
 (bench/results/behaviour_fit.md, idql_fit.md). Five DDIM steps instead of ten also cut an
 inference from 101 MFLOP to 55 (bench/results/latency.md, now and at commit 155f7a4).
+
+``denoiser: resnet``, the paper's LN-ResNet, scored 27.2 +- 2.2 against the MLP's 24.2 +- 4.2
+on hopper medium (5 seeds) and level on halfcheetah medium (bench/results/idql_resnet*.md),
+at 11x the parameters; the MLP stays the default until the policy table is re-run with it.
 """
 from __future__ import annotations
 
