@@ -186,9 +186,7 @@ def main() -> int:
     jobs = grid(args.ours, args.d3rlpy, args.envs, args.datasets, args.seeds)
     todo = [j for j in jobs if not cached(*j, args.steps)]
     print(f'{len(jobs)} runs, {len(jobs) - len(todo)} cached, {len(todo)} to do', flush=True)
-    if args.name:  # a table of its own shows what was asked for
-        jobs = grid(args.ours, args.d3rlpy, args.envs, args.datasets, args.seeds)
-    else:  # the main table shows every algorithm, on the default seeds and any further ones
+    if not args.name:  # the main table shows every algorithm, on the default seeds and more
         jobs = grid(OURS, D3RLPY, args.envs, args.datasets, sorted(set(SEEDS) | set(args.seeds)))
 
     def work(job):

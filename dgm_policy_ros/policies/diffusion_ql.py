@@ -28,12 +28,8 @@ from dgm_policy_ros.training.algorithm import DataSpec
 
 @dataclasses.dataclass
 class DiffusionQLConfig(QDiffusionConfig):
-    diffusion_steps: int = 5  # the paper's short chain: sampled with gradients in training
-    sampling_steps: int = 5
     schedule: str = 'linear'
     n_candidates: int = 10
-    prediction: str = 'sample'
-    lr: float = 1e-3
     q_weight: float = 0.1  # eta; the paper's is 1.0 (see the module docstring)
     ema: float = 0.995  # decay of the EMA policy that samples the critic's next actions
 
@@ -49,7 +45,6 @@ class DiffusionQL(QGuidedDiffusion):
     name = 'diffusion_ql'
     config_class = DiffusionQLConfig
     monitored_loss = 'bc_loss'
-    test_overrides = {'n_candidates': 4, 'critic_hidden': [64, 64]}
 
     def __init__(self, cfg: DiffusionQLConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)

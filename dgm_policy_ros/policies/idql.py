@@ -43,9 +43,6 @@ from dgm_policy_ros.training.algorithm import DataSpec
 
 @dataclasses.dataclass
 class IDQLConfig(QDiffusionConfig):
-    diffusion_steps: int = 5
-    sampling_steps: int = 5
-    lr: float = 1e-3
     expectile: float = 0.7
     reward_scale: float = 1.0
     # 0: the behaviour model imitates every dataset action alike (the paper's IDQL). > 0: each
@@ -56,8 +53,6 @@ class IDQLConfig(QDiffusionConfig):
     # only about 25 steps of return (bench/results/q_selection.md), too little to weight
     # actions by.
     awr_temperature: float = 0.0
-    selection: str = 'argmax'
-    prediction: str = 'sample'
 
     selections = ('argmax', 'expectile')
 
@@ -72,7 +67,6 @@ class IDQLConfig(QDiffusionConfig):
 class IDQL(QGuidedDiffusion):
     name = 'idql'
     config_class = IDQLConfig
-    test_overrides = {'n_candidates': 4, 'critic_hidden': [64, 64]}
 
     def __init__(self, cfg: IDQLConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)

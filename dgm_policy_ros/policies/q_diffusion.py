@@ -24,10 +24,15 @@ from dgm_policy_ros.training.algorithm import Algorithm, DataSpec, NoiseSpec
 
 @dataclasses.dataclass
 class QDiffusionConfig(DiffusionSettings):
+    # The papers' short chain of 5 noise levels (diffusion_ql samples it with gradients in
+    # training), learnt at bc's rate: at 5000 steps it fits the data as well as bc does for
+    # idql and rescued diffusion_ql (bench/results/behaviour_fit.md, diffusion_ql_q_weight.md).
+    diffusion_steps: int = 5
+    sampling_steps: int = 5
+    lr: float = 1e-3
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
     denoiser: str = 'mlp'  # or 'resnet' (IDQL's LN-ResNet: width hidden[0], len(hidden) blocks)
     critic_hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
-    prediction: str = 'epsilon'
     n_candidates: int = 32
     gamma: float = 0.99
     tau: float = 0.005
@@ -55,6 +60,7 @@ class QGuidedDiffusion(DenoiserEMA, Algorithm):
 
     family = 'diffusion'
     chooses_among_candidates = True
+    test_overrides = {'n_candidates': 4, 'critic_hidden': [64, 64]}
 
     def __init__(self, cfg: QDiffusionConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)
