@@ -26,7 +26,7 @@ from policies import OUR_CONFIGS, OURS  # noqa: E402
 
 
 def steps_per_second(algo_name: str, episodes, spec, device: str, threads: int,
-                     steps: int, warmup: int) -> float:
+                     steps: int, warmup: int, overrides: dict | None = None) -> float:
     import torch
 
     from dgm_policy_ros.training.algorithm import to_tensors
@@ -35,7 +35,8 @@ def steps_per_second(algo_name: str, episodes, spec, device: str, threads: int,
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cls = get_algorithm(algo_name)
-    algo = cls(cls.config_class.from_dict(OUR_CONFIGS[algo_name]), spec).to(device)
+    algo = cls(cls.config_class.from_dict({**OUR_CONFIGS[algo_name], **(overrides or {})}),
+               spec).to(device)
     algo.train()
     sampler = algo.make_sampler(episodes, seed=0)
 

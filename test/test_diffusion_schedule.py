@@ -137,3 +137,32 @@ def test_the_whole_sampling_loop_exports_to_one_onnx_graph(tmp_path):
         None, {'x_T': x_T.numpy(), 'step_noise': noise.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x_T, noise).numpy(), atol=1e-5)
+
+
+def test_the_denoisers_mish_matches_torchs_in_value_and_gradient(tmp_path):
+    import onnx
+
+    from dgm_policy_ros.networks.layers import Mish
+
+    x = torch.linspace(-40, 40, 20001, dtype=torch.float64, requires_grad=True)
+    ours = Mish()(x)
+    (grad_ours,) = torch.autograd.grad(ours.sum(), x)
+    ref = torch.nn.functional.mish(x)
+    (grad_ref,) = torch.autograd.grad(ref.sum(), x)
+    np.testing.assert_allclose(ours.detach().numpy(), ref.detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(grad_ours.numpy(), grad_ref.numpy(), atol=1e-9)
+    assert torch.autograd.gradcheck(Mish(), (torch.randn(6, 5, dtype=torch.float64,
+                                                         requires_grad=True),))
+    x32 = torch.randn(64, 256, requires_grad=True)
+    (g32,) = torch.autograd.grad(Mish()(x32).sum(), x32)
+    (g32_ref,) = torch.autograd.grad(torch.nn.functional.mish(x32).sum(), x32)
+    np.testing.assert_allclose(g32.numpy(), g32_ref.numpy(), atol=1e-5)
+    # The export traces torch's op, so the graph is the one nn.Mish gives, not the hand path.
+    def exported_ops(activation):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 8), activation)
+        path = tmp_path / f'{type(activation).__module__}.onnx'
+        torch.onnx.export(net, (torch.randn(2, 4),), str(path), opset_version=17, dynamo=False)
+        return [node.op_type for node in onnx.load(str(path)).graph.node]
+
+    assert exported_ops(Mish()) == exported_ops(torch.nn.Mish())

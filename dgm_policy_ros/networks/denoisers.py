@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from dgm_policy_ros.networks.layers import mlp
+from dgm_policy_ros.networks.layers import Mish, mlp
 from dgm_policy_ros.networks.temporal_unet import TemporalUNet1D
 from dgm_policy_ros.networks.time_embedding import sinusoidal_frequencies, time_features
 
@@ -22,7 +22,7 @@ class MLPDenoiser(nn.Module):
     def __init__(self, cond_dim: int, x_dim: int, hidden: Sequence[int], time_embed: int) -> None:
         super().__init__()
         self.register_buffer('freqs', sinusoidal_frequencies(time_embed))
-        self.net = mlp(cond_dim + x_dim + time_embed, x_dim, hidden, activation=nn.Mish)
+        self.net = mlp(cond_dim + x_dim + time_embed, x_dim, hidden, activation=Mish)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([cond, x, time_features(t, self.freqs)], -1))
@@ -31,7 +31,7 @@ class MLPDenoiser(nn.Module):
 class _ResidualBlock(nn.Module):
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.Mish(),
+        self.body = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 4 * width), Mish(),
                                   nn.Linear(4 * width, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,7 +50,7 @@ class ResidualDenoiser(nn.Module):
         self.register_buffer('freqs', sinusoidal_frequencies(time_embed))
         self.inp = nn.Linear(cond_dim + x_dim + time_embed, width)
         self.blocks = nn.Sequential(*[_ResidualBlock(width) for _ in range(blocks)])
-        self.out = nn.Sequential(nn.Mish(), nn.Linear(width, x_dim))
+        self.out = nn.Sequential(Mish(), nn.Linear(width, x_dim))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         h = self.inp(torch.cat([cond, x, time_features(t, self.freqs)], -1))

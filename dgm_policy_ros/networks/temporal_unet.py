@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from dgm_policy_ros.networks.layers import Mish
 from dgm_policy_ros.networks.time_embedding import sinusoidal_frequencies, time_features
 
 GROUPS = 8  # GroupNorm groups (fewer where a width is not divisible)
@@ -27,7 +28,7 @@ class _ConvBlock(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, kernel: int) -> None:
         super().__init__(nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2),
-                         nn.GroupNorm(math.gcd(GROUPS, c_out), c_out), nn.Mish())
+                         nn.GroupNorm(math.gcd(GROUPS, c_out), c_out), Mish())
 
 
 class _FiLMBlock(nn.Module):
@@ -38,7 +39,7 @@ class _FiLMBlock(nn.Module):
         super().__init__()
         self.first = _ConvBlock(c_in, c_out, kernel)
         self.second = _ConvBlock(c_out, c_out, kernel)
-        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * c_out))
+        self.film = nn.Sequential(Mish(), nn.Linear(cond_dim, 2 * c_out))
         self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -63,7 +64,7 @@ class TemporalUNet1D(nn.Module):
                              f'(one halving per level after the first of {channels})')
         self.horizon, self.act_dim = horizon, act_dim
         self.register_buffer('freqs', sinusoidal_frequencies(time_embed))
-        self.time_mlp = nn.Sequential(nn.Linear(time_embed, 4 * time_embed), nn.Mish(),
+        self.time_mlp = nn.Sequential(nn.Linear(time_embed, 4 * time_embed), Mish(),
                                       nn.Linear(4 * time_embed, time_embed))
         film = cond_dim + time_embed
         self.down = nn.ModuleList()
