@@ -12,13 +12,7 @@ import sys
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import write_result  # noqa: E402
-from latency import ALGOS, prepare  # noqa: E402
-
-# Denoiser options next to each family's default: (row label, algorithm, its settings).
-VARIANTS = [(algo, algo, {}) for algo in ALGOS] + [
-    ('diffusion_bc (unet)', 'diffusion_bc', {'denoiser': 'unet', 'hidden': [32, 64]}),
-    ('idql (resnet)', 'idql', {'denoiser': 'resnet'}),
-]
+from latency import VARIANTS, prepare  # noqa: E402
 
 
 def main() -> int:

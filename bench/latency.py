@@ -25,6 +25,12 @@ import numpy as np  # noqa: E402
 
 ALGOS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',
          'diffusion_ql']
+# Each family's default, then the denoiser options worth a row of their own:
+# (row label, algorithm, config overrides). bench/export_parity.py checks the same list.
+VARIANTS = [(algo, algo, {}) for algo in ALGOS] + [
+    ('diffusion_bc (unet)', 'diffusion_bc', {'denoiser': 'unet', 'hidden': [32, 64]}),
+    ('idql (resnet)', 'idql', {'denoiser': 'resnet'}),
+]
 WORK = Path(__file__).resolve().parents[1] / 'runs' / 'latency'
 
 
@@ -97,9 +103,11 @@ def ours(dataset: str, calls: int, steps: int) -> list[dict]:
 
     torch.set_num_threads(1)
     rows = []
-    for algo_name in ALGOS:
-        bundle_dir = prepare(algo_name, dataset, steps)
-        algo, _, _ = load_run(WORK / algo_name)
+    for label, algo_name, algo_config in VARIANTS:
+        option = label.partition('(')[2].rstrip(')')  # the variant's name, if any
+        tag = f'{option}-' if option else ''
+        bundle_dir = prepare(algo_name, dataset, steps, tag=tag, algo_config=algo_config)
+        algo, _, _ = load_run(WORK / f'{tag}{algo_name}')
         module = algo.export_module().eval()
         rng = np.random.default_rng(0)
         stats = algo.spec.stats
@@ -125,7 +133,7 @@ def ours(dataset: str, calls: int, steps: int) -> list[dict]:
 
         results = race({'torch': eager, 'ort': lambda: session.run(None, feeds),
                         'runner': lambda: runner.infer(inputs)}, calls)
-        rows.append({'algo': algo_name, 'family': algo.family, 'flops': flops_of(module, tensors),
+        rows.append({'algo': label, 'family': algo.family, 'flops': flops_of(module, tensors),
                      'n_action_steps': algo.n_action_steps, 'chunk': algo.chunk_size,
                      **{f'{k}_{q}': float(np.percentile(v, p)) for k, v in results.items()
                         for q, p in (('p50', 50), ('p99', 99))}})
