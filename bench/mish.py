@@ -15,13 +15,11 @@ from pathlib import Path
 import statistics
 import sys
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import write_result  # noqa: E402
-from training_device import steps_per_second  # noqa: E402
+from training_device import dataset_and_spec, steps_per_second  # noqa: E402
 
 # (row label, algorithm, config overrides)
 CASES = [
@@ -42,16 +40,9 @@ def main() -> int:
 
     import torch.nn.functional as F
 
-    from dgm_policy_ros.data.minari_io import load_dataset
-    from dgm_policy_ros.data.normalization import DatasetSplit
     from dgm_policy_ros.networks import layers
-    from dgm_policy_ros.training.algorithm import DataSpec
 
-    ds = load_dataset(args.dataset)
-    stats = DatasetSplit.create(ds.episodes, 0.0).stats
-    low, high = ds.action_bounds
-    spec = DataSpec(ds.obs_dim, ds.act_dim, stats, low, high,
-                    max(float(np.sum(e.rewards)) for e in ds.episodes))
+    episodes, spec = dataset_and_spec(args.dataset)
     ours = layers.Mish.forward
     arms = {'torch': lambda self, x: F.mish(x), 'ours': ours}
     rates: dict[tuple[str, str], list[float]] = {}
@@ -59,7 +50,7 @@ def main() -> int:
         for label, algo, overrides in CASES:
             for arm, forward in arms.items():
                 layers.Mish.forward = forward
-                rate = steps_per_second(algo, ds.episodes, spec, 'cpu', 1, args.steps,
+                rate = steps_per_second(algo, episodes, spec, 'cpu', 1, args.steps,
                                         args.warmup, overrides)
                 rates.setdefault((label, arm), []).append(rate)
                 print(f'{label:24s} {arm:6s} {rate:6.1f} steps/s', flush=True)

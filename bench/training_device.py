@@ -54,6 +54,19 @@ def steps_per_second(algo_name: str, episodes, spec, device: str, threads: int,
     return steps / (time.perf_counter() - started)
 
 
+def dataset_and_spec(name: str):
+    """A Minari dataset's episodes and the ``DataSpec`` a model of it is built with."""
+    from dgm_policy_ros.data.minari_io import load_dataset
+    from dgm_policy_ros.data.normalization import DatasetSplit
+    from dgm_policy_ros.training.algorithm import DataSpec
+
+    ds = load_dataset(name)
+    stats = DatasetSplit.create(ds.episodes, 0.0).stats
+    low, high = ds.action_bounds
+    returns = [float(np.sum(e.rewards)) for e in ds.episodes]
+    return ds.episodes, DataSpec(ds.obs_dim, ds.act_dim, stats, low, high, max(returns))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--dataset', default='dgm/hopper/medium-v0')
@@ -65,15 +78,7 @@ def main() -> int:
 
     import torch
 
-    from dgm_policy_ros.data.minari_io import load_dataset
-    from dgm_policy_ros.data.normalization import DatasetSplit
-    from dgm_policy_ros.training.algorithm import DataSpec
-
-    ds = load_dataset(args.dataset)
-    stats = DatasetSplit.create(ds.episodes, 0.0).stats
-    low, high = ds.action_bounds
-    returns = [float(np.sum(e.rewards)) for e in ds.episodes]
-    spec = DataSpec(ds.obs_dim, ds.act_dim, stats, low, high, max(returns))
+    episodes, spec = dataset_and_spec(args.dataset)
     cores = os.cpu_count() or 1
     gpu = torch.cuda.is_available()
     columns = [('cpu', 1, args.cpu_steps), ('cpu', cores, args.cpu_steps)]
@@ -81,7 +86,7 @@ def main() -> int:
         columns.append(('cuda', 1, args.gpu_steps))
     rows = []
     for name in args.algos:
-        rates = [steps_per_second(name, ds.episodes, spec, device, threads, steps, args.warmup)
+        rates = [steps_per_second(name, episodes, spec, device, threads, steps, args.warmup)
                  for device, threads, steps in columns]
         rows.append((name, rates))
         print(name, ' '.join(f'{r:.0f}' for r in rates), flush=True)
