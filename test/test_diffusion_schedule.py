@@ -157,6 +157,9 @@ def test_the_denoisers_mish_matches_torchs_in_value_and_gradient(tmp_path):
     (g32,) = torch.autograd.grad(Mish()(x32).sum(), x32)
     (g32_ref,) = torch.autograd.grad(torch.nn.functional.mish(x32).sum(), x32)
     np.testing.assert_allclose(g32.numpy(), g32_ref.numpy(), atol=1e-5)
+    with torch.no_grad():  # the inference path, as in sampling the critic's next actions
+        np.testing.assert_allclose(Mish()(x32).numpy(), torch.nn.functional.mish(x32).numpy(),
+                                   atol=1e-5)
     # The export traces torch's op, so the graph is the one nn.Mish gives, not the hand path.
     def exported_ops(activation):
         torch.manual_seed(0)

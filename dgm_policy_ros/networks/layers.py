@@ -31,16 +31,21 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int], activation=nn.ReLU,
     return nn.Sequential(*layers)
 
 
+def _tanh_softplus(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """tanh(softplus(x)) from one exp, and that exp: with e = exp(x) and n = e(e + 2),
+    tanh(softplus(x)) = n / (n + 2)."""
+    e = torch.exp(x.clamp(max=20.0))  # beyond 20, tanh(softplus(x)) is 1 in float32
+    n = e * (e + 2.0)
+    return n / (n + 2.0), e
+
+
 class _MishFunction(torch.autograd.Function):
-    """Mish and its derivative from one exp: with e = exp(x) and n = e(e + 2),
-    tanh(softplus(x)) = n / (n + 2) and d/dx mish = tanh(softplus(x))
-    + x (1 - tanh(softplus(x))^2) sigmoid(x)."""
+    """Mish with its derivative in closed form, tanh(softplus(x))
+    + x (1 - tanh(softplus(x))^2) sigmoid(x), from the forward pass's exp."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        e = torch.exp(x.clamp(max=20.0))  # beyond 20, tanh(softplus(x)) is 1 in float32
-        n = e * (e + 2.0)
-        tanh_sp = n / (n + 2.0)
+        tanh_sp, e = _tanh_softplus(x)
         ctx.save_for_backward(x, tanh_sp, e)
         return x * tanh_sp
 
@@ -51,21 +56,22 @@ class _MishFunction(torch.autograd.Function):
 
 
 class Mish(nn.Module):
-    """``nn.Mish`` (the diffusion denoisers' activation) with a faster CPU training path.
+    """``nn.Mish`` (the diffusion denoisers' activation) with a faster path on the CPU.
 
-    torch's CPU Mish kernels are several times slower than an exp: in a diffusion_ql training
-    step on one CPU thread they took about a third of the time (bench/results/mish.md). Written
-    by hand because no library offers a faster one for CPU autograd. The hand path runs only
-    where it pays, for float32/64 CPU tensors under autograd; inference, CUDA and the ONNX
-    export (tracing) use ``F.mish``, so the exported graph keeps ONNX's Mish op.
+    torch's CPU Mish kernels are slow: computing it from one exp instead
+    gave diffusion_ql 1.4x its training steps per second on one CPU thread
+    (bench/results/mish.md). Written by hand because no library offers a faster one for CPU
+    autograd. The hand path runs for float32/64 CPU tensors, with or without autograd; CUDA and
+    the ONNX export (tracing) use ``F.mish``, so the exported graph is the one nn.Mish gives.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.requires_grad and torch.is_grad_enabled() and x.device.type == 'cpu'
-                and x.dtype in (torch.float32, torch.float64) and not torch.jit.is_tracing()
-                and not torch.jit.is_scripting()):
+        if (x.device.type != 'cpu' or x.dtype not in (torch.float32, torch.float64)
+                or torch.jit.is_tracing() or torch.jit.is_scripting()):
+            return F.mish(x)
+        if x.requires_grad and torch.is_grad_enabled():
             return _MishFunction.apply(x)
-        return F.mish(x)
+        return x * _tanh_softplus(x)[0]
 
 
 class ObsNormalizer(nn.Module):

@@ -22,7 +22,7 @@ inference from 101 MFLOP to 55 (bench/results/latency.md, now and at commit 155f
 ``denoiser: resnet``, the paper's LN-ResNet, scored 27.2 +- 2.2 against the MLP's 24.2 +- 4.2
 on hopper medium (5 seeds) and level on halfcheetah medium (bench/results/idql_resnet*.md),
 but at 9.4x the arithmetic per inference: 24 ms at p99 on one CPU thread against the MLP's
-3.1 ms (bench/results/latency.md), past a 50 Hz control period. The MLP stays the default.
+3.3 ms (bench/results/latency.md), past a 50 Hz control period. The MLP stays the default.
 """
 from __future__ import annotations
 
