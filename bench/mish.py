@@ -19,15 +19,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import write_result  # noqa: E402
+from latency import VARIANTS  # noqa: E402
 from training_device import dataset_and_spec, steps_per_second  # noqa: E402
 
-# (row label, algorithm, config overrides)
-CASES = [
-    ('diffusion_ql', 'diffusion_ql', {}),
-    ('idql', 'idql', {}),
-    ('idql, resnet denoiser', 'idql', {'denoiser': 'resnet'}),
-    ('diffusion_bc', 'diffusion_bc', {}),
-]
+DIFFUSION = ('diffusion_ql', 'idql', 'diffusion_bc')
+# The diffusion policies, each default and denoiser option of the latency benchmark.
+CASES = [case for case in VARIANTS if case[1] in DIFFUSION]
 
 
 def main() -> int:
