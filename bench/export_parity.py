@@ -12,7 +12,7 @@ import sys
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import write_result  # noqa: E402
-from latency import VARIANTS, prepare  # noqa: E402
+from latency import VARIANTS, prepare, variant_tag  # noqa: E402
 
 
 def main() -> int:
@@ -37,10 +37,8 @@ def main() -> int:
              '| algorithm | family | fp32 max error | fp16 max error | fp16 rows off by > 1e-2 '
              '| ops | TensorRT parser | static shapes |', '|---|---|---|---|---|---|---|---|']
     for label, algo, settings in VARIANTS:
-        option = label.partition('(')[2].rstrip(')')  # the variant's name, if any
-        tag = f'parity-{option}-' if option else 'parity-'
-        bundle = load_bundle(prepare(algo, args.dataset, args.train_steps, fp16=True, tag=tag,
-                                     algo_config=settings))
+        bundle = load_bundle(prepare(algo, args.dataset, args.train_steps, fp16=True,
+                                     tag=f'parity-{variant_tag(label)}', algo_config=settings))
         errors = bundle.manifest['parity']['onnxruntime_vs_torch_max_abs_error']
         graphs = [bundle.file(g) for g in bundle.manifest['graphs']]
         missing = set().union(*(unsupported_ops(g) for g in graphs))

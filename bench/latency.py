@@ -34,6 +34,13 @@ VARIANTS = [(algo, algo, {}) for algo in ALGOS] + [
 WORK = Path(__file__).resolve().parents[1] / 'runs' / 'latency'
 
 
+def variant_tag(label: str) -> str:
+    """The prefix of a variant's run folder: its option's name ('resnet-'), or '' for a
+    family's default."""
+    option = label.partition('(')[2].rstrip(')')
+    return f'{option}-' if option else ''
+
+
 def timed(fn, calls: int) -> np.ndarray:
     out = np.empty(calls)
     for i in range(calls):
@@ -104,8 +111,7 @@ def ours(dataset: str, calls: int, steps: int) -> list[dict]:
     torch.set_num_threads(1)
     rows = []
     for label, algo_name, algo_config in VARIANTS:
-        option = label.partition('(')[2].rstrip(')')  # the variant's name, if any
-        tag = f'{option}-' if option else ''
+        tag = variant_tag(label)
         bundle_dir = prepare(algo_name, dataset, steps, tag=tag, algo_config=algo_config)
         algo, _, _ = load_run(WORK / f'{tag}{algo_name}')
         module = algo.export_module().eval()

@@ -22,10 +22,6 @@ from common import write_result  # noqa: E402
 from latency import VARIANTS  # noqa: E402
 from training_device import dataset_and_spec, steps_per_second  # noqa: E402
 
-DIFFUSION = ('diffusion_ql', 'idql', 'diffusion_bc')
-# The diffusion policies, each default and denoiser option of the latency benchmark.
-CASES = [case for case in VARIANTS if case[1] in DIFFUSION]
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -38,13 +34,16 @@ def main() -> int:
     import torch.nn.functional as F
 
     from dgm_policy_ros.networks import layers
+    from dgm_policy_ros.training.registry import get_algorithm
 
+    # The diffusion policies: each default and denoiser option of the latency benchmark.
+    cases = [case for case in VARIANTS if get_algorithm(case[1]).family == 'diffusion']
     episodes, spec = dataset_and_spec(args.dataset)
     ours = layers.Mish.forward
     arms = {'torch': lambda self, x: F.mish(x), 'ours': ours}
     rates: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.repeats):
-        for label, algo, overrides in CASES:
+        for label, algo, overrides in cases:
             for arm, forward in arms.items():
                 layers.Mish.forward = forward
                 rate = steps_per_second(algo, episodes, spec, 'cpu', 1, args.steps,
@@ -57,7 +56,7 @@ def main() -> int:
              f"benchmark's settings; median of {args.repeats} alternating rounds of "
              f'{args.steps} timed steps (after {args.warmup} warm-up steps) per arm.', '',
              "| algorithm | torch's Mish | ours | ours / torch's |", '|---|---|---|---|']
-    for label, _, _ in CASES:
+    for label, _, _ in cases:
         torch_rate = statistics.median(rates[(label, 'torch')])
         our_rate = statistics.median(rates[(label, 'ours')])
         lines.append(f'| {label} | {torch_rate:.1f} | {our_rate:.1f} | '
