@@ -7,6 +7,7 @@ seeds as ``dgm train``), same network widths and batch sizes as our side of the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -101,7 +102,11 @@ def main() -> int:
     parser.add_argument('--hidden', type=int, nargs='+', default=[256, 256])
     parser.add_argument('--out', required=True, help='result JSON')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--settings', default='{}',
+                        help="JSON object of d3rlpy config fields changed from this script's "
+                        'settings, e.g. \'{"tau": 0.05}\' (bench/settings_ablation.py)')
     args = parser.parse_args()
+    settings = json.loads(args.settings)
 
     import d3rlpy
     import torch
@@ -119,8 +124,9 @@ def main() -> int:
         timeouts=tr.timeouts.astype(np.float32),
         action_space=d3rlpy.constants.ActionSpace.CONTINUOUS)
     return_max = max(float(np.sum(ep.rewards)) for ep in ds.episodes)
-    algo = build(args.algo, args.steps, args.hidden, return_max).create(
-        device='cuda:0' if args.device.startswith('cuda') else 'cpu:0')
+    config = dataclasses.replace(build(args.algo, args.steps, args.hidden, return_max),
+                                 **settings)
+    algo = config.create(device='cuda:0' if args.device.startswith('cuda') else 'cpu:0')
     # Time gradient steps only (from the end of the first step to the end of the last), as
     # our trainer's loop is timed: fit() also builds the networks and indexes the dataset.
     marks: list[float] = []
@@ -141,7 +147,7 @@ def main() -> int:
     out = {'impl': 'd3rlpy', 'algo': args.algo, 'dataset': ds.dataset_id, 'env': ds.env_id,
            'seed': args.seed, 'steps': args.steps, 'train_s': train_s,
            'steps_per_s': (len(marks) - 1) / train_s, 'd3rlpy_version': d3rlpy.__version__,
-           'device': args.device,
+           'device': args.device, 'settings': settings,
            **result.summary()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = f'{args.out}.tmp{os.getpid()}'

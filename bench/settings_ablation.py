@@ -6,7 +6,10 @@ The question each table answers is whether a setting closes a gap the policy tab
 the arms differ from bench/policies.py's run only in ``--arms`` (JSON objects of settings; ``{}``
 is the benchmark's own run, reused from its folder). Each run is exported and scored in MuJoCo
 through the deployment runner. ``--peer`` adds a d3rlpy row from the policy benchmark's cache
-(bench/results/policies_runs/), same datasets, steps and seeds. ``--deploy-arms`` change only
+(bench/results/policies_runs/), same datasets, steps and seeds, and ``--peer-arms`` rows of
+that d3rlpy algorithm with some of its own config fields changed (trained by
+bench/d3rlpy_job.py, cached under this table's run folder), so that a setting tried on ours
+is tried on the peer too. ``--deploy-arms`` change only
 deploy-time settings (``dgm export --set``: a diffusion policy's ``sampling_steps``,
 ``temperature`` or ``selection``), each applied to every training arm's runs (the benchmark's
 own, without ``--arms``) without training again.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+import subprocess
 import sys
 
 import numpy as np
@@ -36,6 +40,23 @@ def peer_scores(algo: str, dataset: str, seeds: list[int], steps: int) -> list[f
     return [json.loads(f.read_text())['score_mean'] for f in files if f.is_file()]
 
 
+def peer_arm_scores(algo: str, settings: dict, dataset: str, seeds: list[int], steps: int,
+                    episodes: int, folder: Path) -> list[float]:
+    """d3rlpy's ``algo`` with ``settings`` changed, one run per seed (reused when cached)."""
+    tag = ''.join(f'-{k}{v}' for k, v in settings.items())
+    scores = []
+    for seed in seeds:
+        path = folder / f"d3rlpy-{algo}{tag}-{dataset.replace('/', '_')}-s{seed}-n{steps}.json"
+        if not path.is_file():
+            subprocess.run([sys.executable, str(HERE / 'd3rlpy_job.py'), '--algo', algo,
+                            '--dataset', dataset, '--steps', str(steps), '--seed', str(seed),
+                            '--eval-episodes', str(episodes), '--out', str(path),
+                            '--settings', json.dumps(settings)], check=True,
+                           capture_output=True, text=True)
+        scores.append(json.loads(path.read_text())['score_mean'])
+    return scores
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--algo', required=True)
@@ -49,9 +70,14 @@ def main() -> int:
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--episodes', type=int, default=10)
     parser.add_argument('--peer', help="a d3rlpy algorithm from the policy benchmark's cache")
+    parser.add_argument('--peer-arms', nargs='*', default=[],
+                        help='JSON objects of d3rlpy config fields of --peer, each trained and '
+                        'scored on the same datasets and seeds')
     args = parser.parse_args()
     if not args.arms and not args.deploy_arms:
         parser.error('give --arms, --deploy-arms or both')
+    if args.peer_arms and not args.peer:
+        parser.error('--peer-arms change the settings of --peer: give --peer')
 
     root = HERE.parent / 'runs' / args.name
     lines = [f"`{args.algo}` with the policy benchmark's settings (bench/policies.py) except "
@@ -92,6 +118,11 @@ def main() -> int:
             scores = peer_scores(args.peer, dataset, args.seeds, args.steps)
             if scores:
                 row(dataset, f'd3rlpy {args.peer}', scores)
+            for arm in args.peer_arms:
+                settings = json.loads(arm)
+                row(dataset, f'd3rlpy {args.peer}, {label(settings)}',
+                    peer_arm_scores(args.peer, settings, dataset, args.seeds, args.steps,
+                                    args.episodes, root))
     body = '\n'.join(lines) + '\n'
     print(body)
     write_result(args.name, f'{args.algo}: settings side by side', body)
