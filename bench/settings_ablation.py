@@ -1,16 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
-"""One algorithm with the policy benchmark's settings, each arm changing some of them, scored
-side by side (bench/results/<--name>.md).
+"""One algorithm (or several) with the policy benchmark's settings, each arm changing some of
+them, scored side by side (bench/results/<--name>.md).
 
 The question each table answers is whether a setting closes a gap the policy table shows, so
-the arms differ from bench/policies.py's run only in ``--arms`` (JSON objects of settings; ``{}``
-is the benchmark's own run, reused from its folder). Each run is exported and scored in MuJoCo
-through the deployment runner. ``--peer`` adds a d3rlpy row from the policy benchmark's cache
-(bench/results/policies_runs/), same datasets, steps and seeds, and ``--peer-arms`` rows of
-that d3rlpy algorithm with some of its own config fields changed (trained by
-bench/d3rlpy_job.py, cached under this table's run folder), so that a setting tried on ours
-is tried on the peer too. ``--deploy-arms`` change only
-deploy-time settings (``dgm export --set``: a diffusion policy's ``sampling_steps``,
+the arms differ from bench/policies.py's run only in ``--arms`` (JSON objects of settings;
+``{}`` is the benchmark's own run, reused from its folder, or its cached score where the folder
+is gone). Each run is exported and scored in MuJoCo through the deployment runner. ``--peer``
+adds a d3rlpy row from the policy benchmark's cache (bench/results/policies_runs/), same
+datasets, steps and seeds, and ``--peer-arms`` rows of that d3rlpy algorithm with some of its
+own config fields changed (trained by bench/d3rlpy_job.py, cached under this table's run
+folder), so that a setting tried on ours is tried on the peer too. ``--deploy-arms`` change
+only deploy-time settings (``dgm export --set``: a diffusion policy's ``sampling_steps``,
 ``temperature`` or ``selection``), each applied to every training arm's runs (the benchmark's
 own, without ``--arms``) without training again.
 
@@ -40,6 +40,18 @@ def peer_scores(algo: str, dataset: str, seeds: list[int], steps: int) -> list[f
     return [json.loads(f.read_text())['score_mean'] for f in files if f.is_file()]
 
 
+def cached_bench_score(algo: str, dataset: str, seed: int, steps: int) -> float | None:
+    """The policy benchmark's own score for this run when it is cached with today's settings
+    and its run folder is gone (a fresh machine): the same training and evaluation, so the
+    ``{}`` arm need not train it again."""
+    from policies import cache_path, cached, run_folder
+
+    if run_folder(algo, dataset, seed, steps).is_dir() or not cached(
+            'ours', algo, dataset, seed, steps):
+        return None
+    return json.loads(cache_path('ours', algo, dataset, seed, steps).read_text())['score_mean']
+
+
 def peer_arm_scores(algo: str, settings: dict, dataset: str, seeds: list[int], steps: int,
                     episodes: int, folder: Path) -> list[float]:
     """d3rlpy's ``algo`` with ``settings`` changed, one run per seed (reused when cached)."""
@@ -59,7 +71,8 @@ def peer_arm_scores(algo: str, settings: dict, dataset: str, seeds: list[int], s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--algo', required=True)
+    parser.add_argument('--algo', required=True, nargs='+',
+                        help='one algorithm, or several to try the same arms on each')
     parser.add_argument('--name', required=True, help='the table: bench/results/<name>.md')
     parser.add_argument('--arms', nargs='*', default=[], help='JSON objects of settings')
     parser.add_argument('--deploy-arms', nargs='*', default=[],
@@ -80,15 +93,19 @@ def main() -> int:
         parser.error('--peer-arms change the settings of --peer: give --peer')
 
     root = HERE.parent / 'runs' / args.name
-    lines = [f"`{args.algo}` with the policy benchmark's settings (bench/policies.py) except "
+    algos = args.algo
+    lines = [f"{', '.join(f'`{a}`' for a in algos)} with the policy benchmark's settings "
+             '(bench/policies.py) except '
              f'what each row changes, {args.steps} steps, seeds '
              f'{", ".join(map(str, args.seeds))}. Score: normalized, mean ± std over the seeds '
              f'(each the mean of {args.episodes} episodes through the deployment runner; the '
-             "d3rlpy row from the policy benchmark's cache, same evaluation loop).", '',
+             "d3rlpy row from the policy benchmark's cache, any d3rlpy row with changed "
+             'settings trained for this table; same evaluation loop).', '',
              # Defaults change as tables like this one settle them: say what "the
              # benchmark's" meant when this one was made.
-             "The benchmark's settings, in full: "
-             f"`{json.dumps(our_config(args.algo), separators=(', ', ': '))}`.", '',
+             *(line for a in algos for line in (
+                 f"The benchmark's settings{f' for {a}' if len(algos) > 1 else ''}, in full: "
+                 f"`{json.dumps(our_config(a), separators=(', ', ': '))}`.", '')),
              '| dataset | settings | score | per seed |', '|---|---|---|---|']
 
     def row(dataset: str, label: str, scores: list[float]) -> None:
@@ -103,15 +120,22 @@ def main() -> int:
         # Every training arm under every deploy arm (as trained, when none is given).
         arms = [(json.loads(arm), json.loads(deploy)) for arm in args.arms or ['{}']
                 for deploy in args.deploy_arms or ['{}']]
-        for settings, deploy in arms:
+        for algo, (settings, deploy) in ((a, arm) for a in algos for arm in arms):
             scores = []
             for seed in args.seeds:
-                run = ensure_bench_run(args.algo, settings, dataset, args.steps, seed, root)
+                known = (None if settings or deploy else
+                         cached_bench_score(algo, dataset, seed, args.steps))
+                if known is not None:
+                    scores.append(known)
+                    continue
+                run = ensure_bench_run(algo, settings, dataset, args.steps, seed, root)
                 bundle = root / 'bundles' / '-'.join(
                     [run.name, *(f'{k}{v}' for k, v in deploy.items())])
                 result = export_and_score(run, bundle, args.episodes, seed, deploy)[1]
                 scores.append(float(result.scores.mean()))
             trained = label(settings) or "the benchmark's"
+            if len(algos) > 1:
+                trained = f'{algo}, {trained}'
             row(dataset, f'{trained}; at deploy: {label(deploy)}' if deploy else trained,
                 scores)
         if args.peer:
@@ -125,7 +149,7 @@ def main() -> int:
                                     args.episodes, root))
     body = '\n'.join(lines) + '\n'
     print(body)
-    write_result(args.name, f'{args.algo}: settings side by side', body)
+    write_result(args.name, f"{', '.join(algos)}: settings side by side", body)
     return 0
 
 
