@@ -121,12 +121,13 @@ def main() -> int:
         arms = [(json.loads(arm), json.loads(deploy)) for arm in args.arms or ['{}']
                 for deploy in args.deploy_arms or ['{}']]
         for algo, (settings, deploy) in ((a, arm) for a in algos for arm in arms):
-            scores = []
+            scores, from_cache = [], 0
             for seed in args.seeds:
                 known = (None if settings or deploy else
                          cached_bench_score(algo, dataset, seed, args.steps))
                 if known is not None:
                     scores.append(known)
+                    from_cache += 1
                     continue
                 run = ensure_bench_run(algo, settings, dataset, args.steps, seed, root)
                 bundle = root / 'bundles' / '-'.join(
@@ -134,6 +135,8 @@ def main() -> int:
                 result = export_and_score(run, bundle, args.episodes, seed, deploy)[1]
                 scores.append(float(result.scores.mean()))
             trained = label(settings) or "the benchmark's"
+            if from_cache:
+                trained += f" ({from_cache} of {len(scores)} seeds from the benchmark's cache)"
             if len(algos) > 1:
                 trained = f'{algo}, {trained}'
             row(dataset, f'{trained}; at deploy: {label(deploy)}' if deploy else trained,
