@@ -52,6 +52,25 @@ def cached_bench_score(algo: str, dataset: str, seed: int, steps: int) -> float 
     return json.loads(cache_path('ours', algo, dataset, seed, steps).read_text())['score_mean']
 
 
+def bundle_score(run: Path, bundle: Path, episodes: int, seed: int, deploy: dict) -> float:
+    """``run`` exported with ``deploy`` and scored, or the score recorded beside its bundle
+    when these weights were scored so before: a table built again from runs that several
+    processes trained need not play every episode again."""
+    from dgm_policy_ros.utils.atomic import atomic_write_text
+    from dgm_policy_ros.utils.hashing import sha256_file
+
+    key = {'weights': sha256_file(run / 'model.safetensors'), 'deploy': deploy,
+           'episodes': episodes, 'seed': seed}
+    record = bundle.with_name(bundle.name + '.score.json')
+    if record.is_file():
+        known = json.loads(record.read_text())
+        if known['key'] == key:
+            return known['score']
+    score = float(export_and_score(run, bundle, episodes, seed, deploy)[1].scores.mean())
+    atomic_write_text(record, json.dumps({'key': key, 'score': score}))
+    return score
+
+
 def peer_arm_scores(algo: str, settings: dict, dataset: str, seeds: list[int], steps: int,
                     episodes: int, folder: Path) -> list[float]:
     """d3rlpy's ``algo`` with ``settings`` changed, one run per seed (reused when cached)."""
@@ -132,8 +151,7 @@ def main() -> int:
                 run = ensure_bench_run(algo, settings, dataset, args.steps, seed, root)
                 bundle = root / 'bundles' / '-'.join(
                     [run.name, *(f'{k}{v}' for k, v in deploy.items())])
-                result = export_and_score(run, bundle, args.episodes, seed, deploy)[1]
-                scores.append(float(result.scores.mean()))
+                scores.append(bundle_score(run, bundle, args.episodes, seed, deploy))
             trained = label(settings) or "the benchmark's"
             if from_cache:
                 trained += f" ({from_cache} of {len(scores)} seeds from the benchmark's cache)"
