@@ -141,24 +141,34 @@ def table(jobs, steps, where: str = 'one CPU thread') -> str:
     lines = [f'Normalized score (mean ± std over seeds; each seed the mean of its evaluation '
              f'episodes) after {steps} gradient steps; training wall time per run (median, '
              f'evaluation excluded) and gradient steps/s on {where}.', '']
+    if len({r.get('device', 'cpu') for runs in rows.values() for r in runs}) > 1:
+        lines[0] += (" Rows whose runs were made on different devices show each device's "
+                     'timing, marked (cpu: one CPU thread each; cuda: a GPU shared by the runs '
+                     'of that call).')
     header = '| algorithm | ' + ' | '.join(d.split('/', 1)[1] for d in datasets) + \
         ' | train s | steps/s | seeds |'
     lines += [header, '|' + '---|' * (len(datasets) + 4)]
     algos = [('ours', a) for a in OURS] + [('d3rlpy', a) for a in D3RLPY]
     for impl, algo in algos:
-        cells, speeds, walls, n = [], [], [], set()
+        cells, n = [], set()
+        timing: dict[str, list[tuple[float, float]]] = {}  # device: (train s, steps/s)
         for d in datasets:
             runs = rows.get((d, impl, algo), [])
             scores = [r['score_mean'] for r in runs]
-            speeds += [r['steps_per_s'] for r in runs]
-            walls += [r['train_s'] for r in runs]
+            for r in runs:
+                timing.setdefault(r.get('device', 'cpu'), []).append(
+                    (r['train_s'], r['steps_per_s']))
             n.add(len(runs))
             cells.append(f'{np.mean(scores):.1f} ± {np.std(scores):.1f}' if scores else '–')
-        if not speeds:
+        if not timing:
             continue
+        # Runs made on different devices are timed apart: a median across them means nothing.
+        walls, speeds = (' / '.join(
+            f'{np.median([t[i] for t in times]):.0f}'
+            + (f' ({device})' if len(timing) > 1 else '')
+            for device, times in sorted(timing.items())) for i in (0, 1))
         label = f'{algo}' if impl == 'ours' else f'd3rlpy {algo}'
-        lines.append(f'| {label} | ' + ' | '.join(cells) +
-                     f' | {np.median(walls):.0f} | {np.median(speeds):.0f} | '
+        lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {walls} | {speeds} | '
                      f'{"/".join(map(str, sorted(n)))} |')
     return '\n'.join(lines) + '\n'
 
