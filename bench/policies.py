@@ -29,6 +29,7 @@ CACHE = RESULTS / 'policies_runs'
 OURS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',
         'diffusion_ql']
 D3RLPY = ['BC', 'TD3PlusBC', 'IQL', 'BCQ', 'PLAS', 'DecisionTransformer']
+EVAL_EPISODES = 10  # per run; the cache does not record it, so it stays fixed
 SEEDS = [0, 1, 2]  # the table's grid; --seeds chooses which runs, and adds any others to it
 # Our side's settings, matched to d3rlpy's where both have the algorithm (see d3rlpy_job.py).
 OUR_CONFIGS = {
@@ -181,7 +182,7 @@ def main() -> int:
     parser.add_argument('--d3rlpy', nargs='*', default=D3RLPY)
     parser.add_argument('--seeds', type=int, nargs='+', default=SEEDS)
     parser.add_argument('--steps', type=int, default=5000)
-    parser.add_argument('--eval-episodes', type=int, default=10)
+    parser.add_argument('--eval-episodes', type=int, default=EVAL_EPISODES)
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--table-only', action='store_true', help='rebuild from the cache')
     parser.add_argument('--device', default='cpu',

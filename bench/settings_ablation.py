@@ -40,13 +40,14 @@ def peer_scores(algo: str, dataset: str, seeds: list[int], steps: int) -> list[f
     return [json.loads(f.read_text())['score_mean'] for f in files if f.is_file()]
 
 
-def cached_bench_score(algo: str, dataset: str, seed: int, steps: int) -> float | None:
+def cached_bench_score(algo: str, dataset: str, seed: int, steps: int,
+                       episodes: int) -> float | None:
     """The policy benchmark's own score for this run when it is cached with today's settings
     and its run folder is gone (a fresh machine): the same training and evaluation, so the
     ``{}`` arm need not train it again."""
-    from policies import cache_path, cached, run_folder
+    from policies import EVAL_EPISODES, cache_path, cached, run_folder
 
-    if run_folder(algo, dataset, seed, steps).is_dir() or not cached(
+    if episodes != EVAL_EPISODES or run_folder(algo, dataset, seed, steps).is_dir() or not cached(
             'ours', algo, dataset, seed, steps):
         return None
     return json.loads(cache_path('ours', algo, dataset, seed, steps).read_text())['score_mean']
@@ -143,7 +144,8 @@ def main() -> int:
             scores, from_cache = [], 0
             for seed in args.seeds:
                 known = (None if settings or deploy else
-                         cached_bench_score(algo, dataset, seed, args.steps))
+                         cached_bench_score(algo, dataset, seed, args.steps,
+                                            args.episodes))
                 if known is not None:
                     scores.append(known)
                     from_cache += 1
