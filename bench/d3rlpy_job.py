@@ -147,7 +147,7 @@ def main() -> int:
     out = {'impl': 'd3rlpy', 'algo': args.algo, 'dataset': ds.dataset_id, 'env': ds.env_id,
            'seed': args.seed, 'steps': args.steps, 'train_s': train_s,
            'steps_per_s': (len(marks) - 1) / train_s, 'd3rlpy_version': d3rlpy.__version__,
-           'device': args.device, 'settings': settings,
+           'device': args.device, 'settings': settings, 'episodes': args.eval_episodes,
            **result.summary()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = f'{args.out}.tmp{os.getpid()}'

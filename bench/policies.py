@@ -132,20 +132,32 @@ def grid(ours, d3rlpy, envs, datasets, seeds) -> list[tuple]:
     return jobs
 
 
-def table(jobs, steps, where: str = 'one CPU thread') -> str:
+WHERE = {'cpu': 'one CPU thread', 'cuda': 'a GPU shared by the runs of each call'}
+
+
+def table(jobs, steps) -> str:
     rows: dict[tuple, list[dict]] = {}
     for impl, algo, dataset, seed in jobs:
         if cached(impl, algo, dataset, seed, steps):
             path = cache_path(impl, algo, dataset, seed, steps)
             rows.setdefault((dataset, impl, algo), []).append(json.loads(path.read_text()))
     datasets = sorted({j[2] for j in jobs})
+    # Where the runs were timed comes from what they recorded, not from this call.
+    devices = sorted({r.get('device', 'cpu') for runs in rows.values() for r in runs})
+    mixed = len(devices) > 1
+    where = WHERE.get(devices[0], devices[0]) if len(devices) == 1 else (
+        'the device marked in brackets (' + '; '.join(
+            f'{d}: {WHERE.get(d, d)}' for d in devices) + ')')
     lines = [f'Normalized score (mean ± std over seeds; each seed the mean of its evaluation '
              f'episodes) after {steps} gradient steps; training wall time per run (median, '
              f'evaluation excluded) and gradient steps/s on {where}.', '']
-    if len({r.get('device', 'cpu') for runs in rows.values() for r in runs}) > 1:
-        lines[0] += (" Rows whose runs were made on different devices show each device's "
-                     'timing, marked (cpu: one CPU thread each; cuda: a GPU shared by the runs '
-                     'of that call).')
+    torch_scored = sum('eval_backend' not in r for (_, impl, _), runs in rows.items()
+                       for r in runs if impl == 'ours')
+    if torch_scored:
+        lines[0] += (f' {torch_scored} of our runs were scored by the trainer before its '
+                     'evaluation went through the deployment runner (their torch model, same '
+                     'episode loop and env seeds; the exported graphs match torch to 1.6e-6, '
+                     'bench/results/export.md, but stochastic policies drew other noise).')
     header = '| algorithm | ' + ' | '.join(d.split('/', 1)[1] for d in datasets) + \
         ' | train s | steps/s | seeds |'
     lines += [header, '|' + '---|' * (len(datasets) + 4)]
@@ -165,8 +177,7 @@ def table(jobs, steps, where: str = 'one CPU thread') -> str:
             continue
         # Runs made on different devices are timed apart: a median across them means nothing.
         walls, speeds = (' / '.join(
-            f'{np.median([t[i] for t in times]):.0f}'
-            + (f' ({device})' if len(timing) > 1 else '')
+            f'{np.median([t[i] for t in times]):.0f}' + (f' ({device})' if mixed else '')
             for device, times in sorted(timing.items())) for i in (0, 1))
         label = f'{algo}' if impl == 'ours' else f'd3rlpy {algo}'
         lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {walls} | {speeds} | '
@@ -217,7 +228,7 @@ def main() -> int:
     if not args.table_only:
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(work, todo))
-    body = table(jobs, args.steps, 'a GPU shared by all runs' if on_gpu else 'one CPU thread')
+    body = table(jobs, args.steps)
     missing = sum(not cached(*j, args.steps) for j in jobs)
     if missing:
         body = (f'**Partial: {len(jobs) - missing} of {len(jobs)} runs done** (the rest run '

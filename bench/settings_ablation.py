@@ -41,16 +41,19 @@ def peer_scores(algo: str, dataset: str, seeds: list[int], steps: int) -> list[f
 
 
 def cached_bench_score(algo: str, dataset: str, seed: int, steps: int,
-                       episodes: int) -> float | None:
-    """The policy benchmark's own score for this run when it is cached with today's settings
-    and its run folder is gone (a fresh machine): the same training and evaluation, so the
-    ``{}`` arm need not train it again."""
+                       episodes: int) -> dict | None:
+    """The policy benchmark's own result for this run when it is cached with today's settings,
+    trained on a CPU as this script trains, and its run folder is gone (a fresh machine): the
+    same training and evaluation episodes, so the ``{}`` arm need not train it again. Results
+    without ``eval_backend`` were scored by the torch model (before the trainer scored through
+    the deployment runner); the table says how many."""
     from policies import EVAL_EPISODES, cache_path, cached, run_folder
 
     if episodes != EVAL_EPISODES or run_folder(algo, dataset, seed, steps).is_dir() or not cached(
             'ours', algo, dataset, seed, steps):
         return None
-    return json.loads(cache_path('ours', algo, dataset, seed, steps).read_text())['score_mean']
+    result = json.loads(cache_path('ours', algo, dataset, seed, steps).read_text())
+    return result if result.get('device', 'cpu') == 'cpu' else None
 
 
 def bundle_score(run: Path, bundle: Path, episodes: int, seed: int, deploy: dict) -> float:
@@ -60,8 +63,11 @@ def bundle_score(run: Path, bundle: Path, episodes: int, seed: int, deploy: dict
     from dgm_policy_ros.utils.atomic import atomic_write_text
     from dgm_policy_ros.utils.hashing import sha256_file
 
-    key = {'weights': sha256_file(run / 'model.safetensors'), 'deploy': deploy,
-           'episodes': episodes, 'seed': seed}
+    # The config too: inference-only settings (n_candidates, sampling_steps...) leave the
+    # weights as they are.
+    key = {'weights': sha256_file(run / 'model.safetensors'),
+           'config': sha256_file(run / 'config.yaml'), 'deploy': deploy, 'episodes': episodes,
+           'seed': seed}
     record = bundle.with_name(bundle.name + '.score.json')
     if record.is_file():
         known = json.loads(record.read_text())
@@ -79,13 +85,19 @@ def peer_arm_scores(algo: str, settings: dict, dataset: str, seeds: list[int], s
     scores = []
     for seed in seeds:
         path = folder / f"d3rlpy-{algo}{tag}-{dataset.replace('/', '_')}-s{seed}-n{steps}.json"
-        if not path.is_file():
-            subprocess.run([sys.executable, str(HERE / 'd3rlpy_job.py'), '--algo', algo,
-                            '--dataset', dataset, '--steps', str(steps), '--seed', str(seed),
-                            '--eval-episodes', str(episodes), '--out', str(path),
-                            '--settings', json.dumps(settings)], check=True,
-                           capture_output=True, text=True)
-        scores.append(json.loads(path.read_text())['score_mean'])
+        known = json.loads(path.read_text()) if path.is_file() else {}
+        if (known.get('settings'), known.get('episodes')) != (settings, episodes):
+            try:
+                subprocess.run([sys.executable, str(HERE / 'd3rlpy_job.py'), '--algo', algo,
+                                '--dataset', dataset, '--steps', str(steps), '--seed', str(seed),
+                                '--eval-episodes', str(episodes), '--out', str(path),
+                                '--settings', json.dumps(settings)], check=True,
+                               capture_output=True, text=True)
+            except subprocess.CalledProcessError as exc:
+                raise SystemExit(f'd3rlpy {algo} {settings} seed {seed} failed:\n'
+                                 f'{exc.stderr[-2000:]}') from exc
+            known = json.loads(path.read_text())
+        scores.append(known['score_mean'])
     return scores
 
 
@@ -141,14 +153,15 @@ def main() -> int:
         arms = [(json.loads(arm), json.loads(deploy)) for arm in args.arms or ['{}']
                 for deploy in args.deploy_arms or ['{}']]
         for algo, (settings, deploy) in ((a, arm) for a in algos for arm in arms):
-            scores, from_cache = [], 0
+            scores, from_cache, torch_scored = [], 0, 0
             for seed in args.seeds:
                 known = (None if settings or deploy else
                          cached_bench_score(algo, dataset, seed, args.steps,
                                             args.episodes))
                 if known is not None:
-                    scores.append(known)
+                    scores.append(known['score_mean'])
                     from_cache += 1
+                    torch_scored += 'eval_backend' not in known
                     continue
                 run = ensure_bench_run(algo, settings, dataset, args.steps, seed, root)
                 bundle = root / 'bundles' / '-'.join(
@@ -156,7 +169,9 @@ def main() -> int:
                 scores.append(bundle_score(run, bundle, args.episodes, seed, deploy))
             trained = label(settings) or "the benchmark's"
             if from_cache:
-                trained += f" ({from_cache} of {len(scores)} seeds from the benchmark's cache)"
+                trained += (f" ({from_cache} of {len(scores)} seeds from the benchmark's cache"
+                            + (f', {torch_scored} of them scored by their torch model'
+                               if torch_scored else '') + ')')
             if len(algos) > 1:
                 trained = f'{algo}, {trained}'
             row(dataset, f'{trained}; at deploy: {label(deploy)}' if deploy else trained,

@@ -204,9 +204,13 @@ def test_bundle_eval_in_mujoco_reproduces_the_training_evaluation(tmp_path, caps
     collect(CollectConfig(env='Hopper-v5', out='test/hopper/tiny-v0', steps=600, n_envs=2),
             progress=False)
     run = tmp_path / 'run'
-    trained = Trainer(TrainConfig(algo='bc', dataset='test/hopper/tiny-v0', out=str(run),
+    # A policy that draws noise: the training evaluation must run what ships, the exported
+    # bundle in the deployment runner with its seeded noise, to be reproduced exactly.
+    trained = Trainer(TrainConfig(algo='gan_bc', dataset='test/hopper/tiny-v0', out=str(run),
                                   steps=200, eval_every=0, eval_episodes=3, tensorboard=False,
-                                  progress=False, algo_config={'hidden': [64, 64]})).run()
+                                  progress=False, algo_config={'hidden': [64, 64],
+                                                               'inference_noise': 'normal'})).run()
+    assert trained['eval_backend'] == 'onnxruntime-cpu'
     assert main(['export', str(run), '--out', str(tmp_path / 'bundle')]) == 0
     manifest = load_bundle(tmp_path / 'bundle').manifest
     assert manifest['control_rate_hz'] == pytest.approx(125.0)  # Hopper-v5: dt = 8 ms
@@ -214,8 +218,8 @@ def test_bundle_eval_in_mujoco_reproduces_the_training_evaluation(tmp_path, caps
     assert main(['eval', '--bundle', str(tmp_path / 'bundle'), '--episodes', '3',
                  '--backend', 'onnxruntime-cpu']) == 0
     result = json.loads(capsys.readouterr().out)
-    # Same env seeds, same deterministic policy, ONNX Runtime instead of torch.
-    assert result['score_mean'] == pytest.approx(trained['score_mean'], abs=0.5)
+    # Same env seeds, same runner, same noise seed (the run's, 0): the same episodes.
+    assert result['score_mean'] == pytest.approx(trained['score_mean'], rel=1e-9)
     assert result['training_score_mean'] == pytest.approx(trained['score_mean'])
     assert result['backend'] == 'onnxruntime' and result['p99_ms'] > 0
     assert result['env'] == 'Hopper-v5'  # the bundle's own environment

@@ -17,6 +17,8 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+import shutil
+import tempfile
 import time
 from typing import Any, Optional
 
@@ -32,6 +34,9 @@ from dgm_policy_ros.training.device import check_device_name, resolve_device
 from dgm_policy_ros.training.logger import RunLogger, plot_learning_curve
 from dgm_policy_ros.training.registry import get_algorithm
 from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_yaml
+
+# The deployment runner's backend the trainer scores policies with (recorded in result.json).
+EVAL_BACKEND = 'onnxruntime-cpu'
 
 
 @dataclasses.dataclass
@@ -272,7 +277,7 @@ class Trainer:
                 if (env_id or world_model) and lead and self._eval_due(step):
                     eval_started = time.perf_counter()
                     last_eval = algo.metrics(held_out, seed=cfg.seed) if world_model else \
-                        self._evaluate(algo, env_id, step)
+                        self._evaluate(algo, env_id)
                     eval_seconds += time.perf_counter() - eval_started
                     if logger:
                         logger.log(step, {f'eval/{k}': v for k, v in last_eval.items()})
@@ -286,6 +291,8 @@ class Trainer:
                   'eval_s': eval_seconds,
                   'steps_per_s': (cfg.steps - start) / max(wall - eval_seconds, 1e-9),
                   **last_eval}
+        if last_eval and not world_model:
+            result['eval_backend'] = EVAL_BACKEND
         if lead:
             from safetensors.torch import save
 
@@ -332,16 +339,29 @@ class Trainer:
             return False
         return step == self.cfg.steps or (every > 0 and step % every == 0)
 
-    def _evaluate(self, algo: Algorithm, env_id: str, step: int) -> dict[str, float]:
-        from dgm_policy_ros.sim.evaluate import evaluate
+    def _evaluate(self, algo: Algorithm, env_id: str) -> dict[str, float]:
+        """Score the current weights as they would ship: exported to a bundle and run by the
+        deployment runner (ONNX Runtime), as `dgm eval` and the ROS node run them, not by the
+        torch model. The runner's noise comes from its own generator (seeded with the run's
+        seed, as `dgm eval --seed` seeds it), so evaluating never perturbs the training RNG
+        streams and a resumed run computes what an uninterrupted one does."""
+        from safetensors.torch import save
 
-        # Evaluation draws its noise from its own generator: it never perturbs the training
-        # RNG streams, so evaluating does not change what a resumed run computes.
-        rng = np.random.default_rng(self.cfg.seed + step)
-        result = evaluate(lambda obs: algo.predict(obs, rng=rng), env_id,
-                          self.cfg.eval_episodes, seed=10_000 + self.cfg.seed,
-                          n_action_steps=algo.n_action_steps, history=algo.history_spec())
-        algo.train()
+        from dgm_policy_ros.export.onnx_export import export_bundle
+        from dgm_policy_ros.runtime.runner import PolicyRunner
+        from dgm_policy_ros.sim.evaluate import evaluate_runner
+
+        with tempfile.TemporaryDirectory(prefix='dgm-eval-') as tmp:
+            snapshot = Path(tmp) / 'run'  # a run folder holding this step's weights
+            snapshot.mkdir()
+            for name in ('config.yaml', 'spec.json'):
+                shutil.copyfile(self.run_dir / name, snapshot / name)
+            (snapshot / 'model.safetensors').write_bytes(save(
+                {k: v.detach().cpu().contiguous() for k, v in algo.state_dict().items()}))
+            bundle = export_bundle(snapshot, Path(tmp) / 'bundle', fp16=False)
+            runner = PolicyRunner(bundle, backend=EVAL_BACKEND, seed=self.cfg.seed)
+            result = evaluate_runner(runner, env_id, self.cfg.eval_episodes,
+                                     seed=10_000 + self.cfg.seed)
         return result.summary()
 
     def _checkpoint(self, folder: Path, step: int, algo: Algorithm, sampler, lead: bool) -> None:
