@@ -211,6 +211,17 @@ def test_bundle_eval_in_mujoco_reproduces_the_training_evaluation(tmp_path, caps
                                   progress=False, algo_config={'hidden': [64, 64],
                                                                'inference_noise': 'normal'})).run()
     assert trained['eval_backend'] == 'onnxruntime-cpu'
+    # Evaluating mid-run must leave torch's generator as it was (a resumed run restores it
+    # from the checkpoint written just before).
+    import torch
+
+    from dgm_policy_ros.training.trainer import load_run
+    trainer = Trainer(TrainConfig(algo='gan_bc', dataset='test/hopper/tiny-v0', out=str(run),
+                                  tensorboard=False, progress=False))
+    algo = load_run(run)[0]
+    before = torch.get_rng_state()
+    trainer._evaluate(algo, 'Hopper-v5')
+    assert torch.equal(torch.get_rng_state(), before)
     assert main(['export', str(run), '--out', str(tmp_path / 'bundle')]) == 0
     manifest = load_bundle(tmp_path / 'bundle').manifest
     assert manifest['control_rate_hz'] == pytest.approx(125.0)  # Hopper-v5: dt = 8 ms

@@ -351,7 +351,10 @@ class Trainer:
         from dgm_policy_ros.runtime.runner import PolicyRunner
         from dgm_policy_ros.sim.evaluate import evaluate_runner
 
-        with tempfile.TemporaryDirectory(prefix='dgm-eval-') as tmp:
+        # Rebuilding the model for export initializes layers from torch's generator: fork it,
+        # or a run evaluated after a checkpoint would go on differently from one resumed there.
+        with tempfile.TemporaryDirectory(prefix='dgm-eval-') as tmp, \
+                torch.random.fork_rng(devices=[]):
             snapshot = Path(tmp) / 'run'  # a run folder holding this step's weights
             snapshot.mkdir()
             for name in ('config.yaml', 'spec.json'):
