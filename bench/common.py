@@ -95,20 +95,6 @@ def ensure_run(run: Path, dataset: str, steps: int, seed: int, algo: str = 'diff
                     *resume], check=True)
 
 
-def export_and_score(run: Path, out: Path, episodes: int, seed: int,
-                     overrides: dict | None = None):
-    """Export ``run`` to ``out`` (fp32, with deploy-time ``overrides``) and score it in MuJoCo
-    through the deployment runner on its training run's evaluation episodes: what ships is
-    what is scored. Returns the runner (for timing it further) and the evaluation result."""
-    from dgm_policy_ros.export.onnx_export import export_bundle
-    from dgm_policy_ros.runtime import PolicyRunner
-    from dgm_policy_ros.sim.evaluate import evaluate_runner
-
-    bundle = export_bundle(run, out, overwrite=True, fp16=False, overrides=overrides)
-    runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=seed)
-    return runner, evaluate_runner(runner, episodes=episodes)
-
-
 def ensure_bench_run(algo: str, settings: dict, dataset: str, steps: int, seed: int,
                      folder: Path) -> Path:
     """A run of ``algo`` with the policy benchmark's settings (bench/policies.py) changed by

@@ -23,7 +23,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import ensure_run, export_and_score, write_result  # noqa: E402
+from common import ensure_run, write_result  # noqa: E402
+
+from dgm_policy_ros.sim.evaluate import export_and_score  # noqa: E402
 
 VARIANTS = [('argmax', 1), ('argmax', 4), ('argmax', 32), ('expectile', 32)]
 

@@ -220,7 +220,7 @@ def test_bundle_eval_in_mujoco_reproduces_the_training_evaluation(tmp_path, caps
                                   tensorboard=False, progress=False))
     algo = load_run(run)[0]
     before = torch.get_rng_state()
-    trainer._evaluate(algo, 'Hopper-v5')
+    trainer._evaluate(algo)
     assert torch.equal(torch.get_rng_state(), before)
     assert main(['export', str(run), '--out', str(tmp_path / 'bundle')]) == 0
     manifest = load_bundle(tmp_path / 'bundle').manifest

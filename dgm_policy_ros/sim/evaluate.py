@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Episodes of a policy in Gymnasium MuJoCo, scored with the project's normalized score.
 
-One episode loop for everything that is evaluated: the torch policy during training and the
-exported bundle through the deployment runner. A policy here is any callable
+One episode loop for everything that is evaluated: the exported bundle through the deployment
+runner (during training, in `dgm eval` and in the benchmarks), and the d3rlpy peers the
+benchmarks compare with. A policy here is any callable
 ``(B, obs_dim) observations -> (B, H, A) action chunks``; each environment keeps its own
 ``ActionQueue`` (the runtime's), exactly as the ROS node does. A sequence policy (``history``
 given) is called with a batch of history windows instead, each environment keeping its own
@@ -11,7 +12,8 @@ given) is called with a batch of history windows instead, each environment keepi
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,6 +22,8 @@ from dgm_policy_ros.runtime.action_queue import ActionQueue
 from dgm_policy_ros.runtime.history import HistoryBuffer, HistorySpec, stack_feeds
 
 ChunkPolicy = Callable[[np.ndarray], np.ndarray]
+# The deployment runner's backend runs are scored with (training records it in result.json).
+EVAL_BACKEND = 'onnxruntime-cpu'
 
 
 @dataclasses.dataclass
@@ -122,3 +126,18 @@ def _run(policy: ChunkPolicy, env_id: str, indices: list[int], seed: int,
     finally:
         for env in envs:
             env.close()
+
+
+def export_and_score(run_dir: str | Path, out: str | Path, episodes: int, seed: int,
+                     overrides: dict[str, Any] | None = None):
+    """Export a run (fp32, with deploy-time ``overrides``) to the bundle ``out`` and score it
+    through the deployment runner on its training run's evaluation episodes, the runner's
+    noise seeded with ``seed``: what ships is what is scored. Training's evaluation and the
+    benchmarks both score this way. Returns the runner (for timing it further) and the
+    result. Needs torch (the export); the runner it scores with does not."""
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.runtime.runner import PolicyRunner
+
+    bundle = export_bundle(run_dir, out, overwrite=True, fp16=False, overrides=overrides)
+    runner = PolicyRunner(bundle, backend=EVAL_BACKEND, seed=seed)
+    return runner, evaluate_runner(runner, episodes=episodes)

@@ -52,10 +52,10 @@ def retrain(bundle: str | Path, dataset: str, out: str | Path, bundle_out: str |
                                'steps_per_s': trained_result['steps_per_s']}
     if parent.env_id and eval_episodes:
         from dgm_policy_ros.runtime import PolicyRunner
-        from dgm_policy_ros.sim.evaluate import evaluate_runner
+        from dgm_policy_ros.sim.evaluate import EVAL_BACKEND, evaluate_runner
 
         for name, b in (('parent', parent), ('retrained', child)):  # on the parent's episodes
-            result = evaluate_runner(PolicyRunner(b, backend='onnxruntime-cpu', seed=seed),
+            result = evaluate_runner(PolicyRunner(b, backend=EVAL_BACKEND, seed=seed),
                                      parent.env_id, eval_episodes, seed=parent.eval_env_seed)
             summary[name] = result.summary()
     return summary

@@ -35,9 +35,6 @@ from dgm_policy_ros.training.logger import RunLogger, plot_learning_curve
 from dgm_policy_ros.training.registry import get_algorithm
 from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_yaml
 
-# The deployment runner's backend the trainer scores policies with (recorded in result.json).
-EVAL_BACKEND = 'onnxruntime-cpu'
-
 
 @dataclasses.dataclass
 class TrainConfig(Config):
@@ -277,7 +274,7 @@ class Trainer:
                 if (env_id or world_model) and lead and self._eval_due(step):
                     eval_started = time.perf_counter()
                     last_eval = algo.metrics(held_out, seed=cfg.seed) if world_model else \
-                        self._evaluate(algo, env_id)
+                        self._evaluate(algo)
                     eval_seconds += time.perf_counter() - eval_started
                     if logger:
                         logger.log(step, {f'eval/{k}': v for k, v in last_eval.items()})
@@ -292,6 +289,8 @@ class Trainer:
                   'steps_per_s': (cfg.steps - start) / max(wall - eval_seconds, 1e-9),
                   **last_eval}
         if last_eval and not world_model:
+            from dgm_policy_ros.sim.evaluate import EVAL_BACKEND
+
             result['eval_backend'] = EVAL_BACKEND
         if lead:
             from safetensors.torch import save
@@ -339,17 +338,15 @@ class Trainer:
             return False
         return step == self.cfg.steps or (every > 0 and step % every == 0)
 
-    def _evaluate(self, algo: Algorithm, env_id: str) -> dict[str, float]:
-        """Score the current weights as they would ship: exported to a bundle and run by the
-        deployment runner (ONNX Runtime), as `dgm eval` and the ROS node run them, not by the
-        torch model. The runner's noise comes from its own generator (seeded with the run's
-        seed, as `dgm eval --seed` seeds it), so evaluating never perturbs the training RNG
-        streams and a resumed run computes what an uninterrupted one does."""
+    def _evaluate(self, algo: Algorithm) -> dict[str, float]:
+        """Score the current weights as they would ship (``export_and_score``: exported to a
+        bundle, run by the deployment runner on the run's evaluation environment and seeds,
+        noise seeded with the run's seed as `dgm eval --seed` seeds it), not the torch model.
+        The runner's noise comes from its own generator, so evaluating never perturbs the
+        training RNG streams and a resumed run computes what an uninterrupted one does."""
         from safetensors.torch import save
 
-        from dgm_policy_ros.export.onnx_export import export_bundle
-        from dgm_policy_ros.runtime.runner import PolicyRunner
-        from dgm_policy_ros.sim.evaluate import evaluate_runner
+        from dgm_policy_ros.sim.evaluate import export_and_score
 
         # Rebuilding the model for export initializes layers from torch's generator: fork it,
         # or a run evaluated after a checkpoint would go on differently from one resumed there.
@@ -357,14 +354,12 @@ class Trainer:
                 torch.random.fork_rng(devices=[]):
             snapshot = Path(tmp) / 'run'  # a run folder holding this step's weights
             snapshot.mkdir()
-            for name in ('config.yaml', 'spec.json'):
+            for name in ('config.yaml', 'spec.json'):  # spec.json names the env
                 shutil.copyfile(self.run_dir / name, snapshot / name)
             (snapshot / 'model.safetensors').write_bytes(save(
                 {k: v.detach().cpu().contiguous() for k, v in algo.state_dict().items()}))
-            bundle = export_bundle(snapshot, Path(tmp) / 'bundle', fp16=False)
-            runner = PolicyRunner(bundle, backend=EVAL_BACKEND, seed=self.cfg.seed)
-            result = evaluate_runner(runner, env_id, self.cfg.eval_episodes,
-                                     seed=10_000 + self.cfg.seed)
+            result = export_and_score(snapshot, Path(tmp) / 'bundle', self.cfg.eval_episodes,
+                                      self.cfg.seed)[1]
         return result.summary()
 
     def _checkpoint(self, folder: Path, step: int, algo: Algorithm, sampler, lead: bool) -> None:
