@@ -52,7 +52,9 @@ class IDQLConfig(QDiffusionConfig):
     # 5000 steps on hopper medium, with 100 noise levels at lr 3e-4, 3.0 scored 17.1 +- 2.0
     # against 22.1 +- 2.9 without (bench/results/idql_awr.md): by then the critic has learned
     # only about 25 steps of return (bench/results/q_selection.md), too little to weight
-    # actions by.
+    # actions by. At 50,000 steps, where it sees the whole return, 3.0 with today's settings
+    # still moved nothing: 24.4 +- 1.9 against 25.4 +- 1.5 (4 seeds,
+    # bench/results/idql_50k_awr.md).
     awr_temperature: float = 0.0
 
     selections = ('argmax', 'expectile')
