@@ -99,6 +99,13 @@ def spec_from_dict(data: dict[str, Any]) -> DataSpec:
                     float(data.get('return_max', 0.0)))
 
 
+def _weights_bytes(algo: Algorithm) -> bytes:
+    """A run folder's ``model.safetensors``: the algorithm's weights, on the CPU."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().cpu().contiguous() for k, v in algo.state_dict().items()})
+
+
 def load_run(run_dir: str | os.PathLike, weights: str = 'model.safetensors',
              overrides: dict[str, Any] | None = None
              ) -> tuple[Algorithm, TrainConfig, dict[str, Any]]:
@@ -293,10 +300,7 @@ class Trainer:
 
             result['eval_backend'] = EVAL_BACKEND
         if lead:
-            from safetensors.torch import save
-
-            atomic_write_bytes(self.run_dir / 'model.safetensors',
-                               save({k: v.contiguous() for k, v in algo.state_dict().items()}))
+            atomic_write_bytes(self.run_dir / 'model.safetensors', _weights_bytes(algo))
             atomic_write_json(self.run_dir / 'result.json', result)
             plot_learning_curve(self.run_dir, f'{cfg.algo} on {ds.dataset_id}')
         if distributed:
@@ -344,8 +348,6 @@ class Trainer:
         noise seeded with the run's seed as `dgm eval --seed` seeds it), not the torch model.
         The runner's noise comes from its own generator, so evaluating never perturbs the
         training RNG streams and a resumed run computes what an uninterrupted one does."""
-        from safetensors.torch import save
-
         from dgm_policy_ros.sim.evaluate import export_and_score
 
         # Rebuilding the model for export initializes layers from torch's generator: fork it,
@@ -356,8 +358,7 @@ class Trainer:
             snapshot.mkdir()
             for name in ('config.yaml', 'spec.json'):  # spec.json names the env
                 shutil.copyfile(self.run_dir / name, snapshot / name)
-            (snapshot / 'model.safetensors').write_bytes(save(
-                {k: v.detach().cpu().contiguous() for k, v in algo.state_dict().items()}))
+            (snapshot / 'model.safetensors').write_bytes(_weights_bytes(algo))
             result = export_and_score(snapshot, Path(tmp) / 'bundle', self.cfg.eval_episodes,
                                       self.cfg.seed)[1]
         return result.summary()
