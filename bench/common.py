@@ -45,12 +45,20 @@ def machine_description() -> str:
 
 
 def write_result(name: str, title: str, body: str) -> Path:
-    """Write bench/results/<name>.md with a header naming the machine and the command."""
+    """Write bench/results/<name>.md with a header naming the machine and the command.
+
+    What a person writes about a table (where its runs were made, what changed since) lives in
+    bench/results/<name>.notes.md and is appended to every rewrite: tables built from cached
+    runs are rebuilt often (more seeds, ``--table-only``), and text edited into the table
+    itself would be lost each time."""
     command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
     text = (f'# {title}\n\n'
             f'- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}\n'
             f'- machine: {machine_description()}\n'
             f'- command: `{command}`\n\n{body}\n')
+    notes = RESULTS / f'{name}.notes.md'
+    if notes.is_file():
+        text += f'\n{notes.read_text().strip()}\n'
     return atomic_write_text(RESULTS / f'{name}.md', text)
 
 
