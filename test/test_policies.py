@@ -365,6 +365,33 @@ def test_idql_weights_its_behaviour_loss_by_advantage_when_asked():
     assert float(seen[-1].std()) > 0  # one weight per action, from its advantage
 
 
+def test_diffusion_ql_clips_both_gradients_when_asked():
+    def step(algo):
+        """One update; the gradient norm each optimizer saw when it stepped."""
+        seen = {}
+        for name, opt in algo.optimizers().items():
+            def stepped(*args, _opt=opt, _step=opt.step, _name=name, **kwargs):
+                grads = [p.grad.norm() for g in _opt.param_groups for p in g['params']
+                         if p.grad is not None]
+                seen[_name] = float(torch.linalg.vector_norm(torch.stack(grads)))
+                return _step(*args, **kwargs)
+            opt.step = stepped
+        sampler = algo.make_sampler(_episodes(), seed=0)
+        return algo.update(to_tensors(sampler.sample())), seen
+
+    metrics, plain = step(_make('diffusion_ql'))
+    assert not {'actor_grad_norm', 'critic_grad_norm'} & set(metrics)  # off by default
+    assert plain['denoiser'] > 1e-3 and plain['critic'] > 1e-3
+    metrics, seen = step(_make('diffusion_ql', grad_clip=1e-3))
+    assert seen['denoiser'] <= 1e-3 * (1 + 1e-4) and seen['critic'] <= 1e-3 * (1 + 1e-4)
+    # What is logged is the norm before clipping: for the critic, which steps first from the
+    # same seed and batch, the unclipped run's.
+    assert metrics['critic_grad_norm'] == pytest.approx(plain['critic'], rel=1e-5)
+    assert metrics['actor_grad_norm'] > 1e-3
+    with pytest.raises(ConfigError, match='grad_clip must be >= 0'):
+        get_algorithm('diffusion_ql').config_class.from_dict({'grad_clip': -1.0})
+
+
 def test_run_folder_has_logs_plot_and_refuses_to_clobber(tiny_dataset, tmp_path):
     run = tmp_path / 'bc'
     result = _train('bc', run, 40, dataset=tiny_dataset)

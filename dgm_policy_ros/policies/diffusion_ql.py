@@ -39,6 +39,9 @@ class DiffusionQLConfig(QDiffusionConfig):
     n_candidates: int = 10
     q_weight: float = 0.1  # eta; the paper's is 1.0 (see the module docstring)
     ema: float = 0.995  # decay of the EMA policy that samples the critic's next actions
+    # Largest global gradient norm of the denoiser's and of the critic's step (the paper clips
+    # both, at 9 on hopper medium); 0 leaves them unclipped.
+    grad_clip: float = 0.0
 
     def validate(self) -> None:
         super().validate()
@@ -46,6 +49,8 @@ class DiffusionQLConfig(QDiffusionConfig):
             raise ConfigError('DiffusionQLConfig.q_weight must be >= 0')
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError('DiffusionQLConfig.ema must be in [0, 1)')
+        if self.grad_clip < 0:
+            raise ConfigError('DiffusionQLConfig.grad_clip must be >= 0 (0: no clipping)')
 
 
 class DiffusionQL(QGuidedDiffusion):
@@ -69,6 +74,7 @@ class DiffusionQL(QGuidedDiffusion):
         critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
+        norms = {'critic_grad_norm': self._clip(self.critic)}
         self.critic_opt.step()
 
         bc_loss = self.behaviour_loss(obs, act)
@@ -78,12 +84,21 @@ class DiffusionQL(QGuidedDiffusion):
         loss = bc_loss + cfg.q_weight * q_loss
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
+        norms['actor_grad_norm'] = self._clip(self.denoiser)
         self.actor_opt.step()
         soft_update(self.critic_target, self.critic, cfg.tau)
         soft_update(self.denoiser_ema, self.denoiser, 1.0 - cfg.ema)
         self.update_denoiser_ema()
-        return {'bc_loss': bc_loss.item(), 'q_loss': q_loss.item(),
-                'critic_loss': critic_loss.item()}
+        metrics = {'bc_loss': bc_loss.item(), 'q_loss': q_loss.item(),
+                   'critic_loss': critic_loss.item()}
+        return metrics | {k: v for k, v in norms.items() if v is not None}
+
+    def _clip(self, module: torch.nn.Module) -> float | None:
+        """Clip ``module``'s gradients to ``grad_clip``; their norm before clipping, or None
+        when clipping is off."""
+        if not self.cfg.grad_clip:
+            return None
+        return torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.grad_clip).item()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {'denoiser': self.actor_opt, 'critic': self.critic_opt}
