@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -23,6 +24,18 @@ C = TypeVar('C', bound='Config')
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or invalid."""
+
+
+# PyYAML reads YAML 1.1, whose floats need a dot and a signed exponent: `lr: 1e-3` and
+# `steps: 1e5` arrive as the strings '1e-3' and '1e5'. Numeric fields take such strings.
+_EXPONENT_NUMBER = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+')
+
+
+def _yaml_number(value: Any) -> Any:
+    """``value``, or the float a YAML 1.1 parser left as a string (see above)."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def _coerce(cls_name: str, name: str, hint: Any, value: Any) -> Any:
@@ -59,6 +72,8 @@ def _coerce(cls_name: str, name: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f'{cls_name}.{name}: expected a mapping, got {value!r}')
         return hint.from_dict(value)
+    if hint in (float, int):
+        value = _yaml_number(value)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f'{cls_name}.{name}: expected a number, got {value!r}')

@@ -49,6 +49,18 @@ def test_bad_configs_fail_clearly(data, message):
         Outer.from_dict(data)
 
 
+def test_numbers_in_exponent_form_read_from_yaml():
+    # PyYAML (YAML 1.1) leaves 1e-3 and 1e5 as strings; a user writes them all the same.
+    cfg = Outer.from_yaml('name: x\nrate: 1e-3\ninner: {width: 1e2}\n')
+    assert cfg.rate == 0.001 and cfg.inner.width == 100 and isinstance(cfg.inner.width, int)
+    assert Outer.from_yaml(cfg.to_yaml()) == cfg
+    with pytest.raises(ConfigError, match='Inner.width: expected an integer'):
+        Inner.from_yaml('width: 1.5e0\n')
+    with pytest.raises(ConfigError, match='expected a number'):
+        Outer.from_dict({'name': 'x', 'rate': '1e-3 per step'})
+    assert Outer.from_yaml('name: 1e3\n').name == '1e3'  # a string field keeps its text
+
+
 def test_shipped_recipes_parse():
     for env in ('Hopper-v5', 'HalfCheetah-v5'):
         recipes = load_recipes(env)
