@@ -108,9 +108,9 @@ def ensure_bench_run(algo: str, settings: dict, dataset: str, steps: int, seed: 
     """A run of ``algo`` with the policy benchmark's settings (bench/policies.py) changed by
     ``settings``: the benchmark's own run folder where it was trained so, else one trained (or
     reused) under ``folder``."""
-    from policies import OUR_CONFIGS, run_folder
+    from policies import bench_settings, run_folder
 
-    config = {**OUR_CONFIGS[algo], **settings}
+    config = {**bench_settings(algo, steps), **settings}
     bench = run_folder(algo, dataset, seed, steps)
     if (bench / 'model.safetensors').is_file() and trained_as(bench, algo, config):
         return bench

@@ -41,9 +41,10 @@ OUR_CONFIGS = {
     'gan_bc': {'batch_size': 256, 'hidden': [256, 256]},
     'flow_bc': {'batch_size': 256, 'hidden': [256, 256]},
     # A CPU-sized transformer (the default is 128 wide with context 20: ~3 steps/s on one
-    # core); d3rlpy's DecisionTransformer gets the same sizes (d3rlpy_job.py).
+    # core); d3rlpy's DecisionTransformer gets the same sizes (d3rlpy_job.py). Its warm-up
+    # depends on the run's length: bench_settings.
     'dt': {'batch_size': 64, 'embed_dim': 64, 'context': 10, 'layers': 3, 'heads': 1,
-           'lr': 1e-4, 'warmup_steps': 500},
+           'lr': 1e-4},
     'diffusion_bc': {'batch_size': 256},
     'idql': {'batch_size': 256},
     'diffusion_ql': {'batch_size': 256},
@@ -58,15 +59,25 @@ def cache_path(impl: str, algo: str, dataset: str, seed: int, steps: int) -> Pat
     return CACHE / dataset.replace('/', '_') / f'{impl}-{algo}-s{seed}-n{steps}.json'
 
 
-def our_config(algo: str, recorded: dict | None = None) -> dict:
-    """The whole algorithm config our side trains ``algo`` with today; with ``recorded``, the
-    one a run that recorded these settings was trained with (a setting added since it ran
-    reads as the value it was trained with, ``AlgoConfig.from_saved``)."""
+def bench_settings(algo: str, steps: int) -> dict:
+    """``OUR_CONFIGS[algo]`` with the settings that depend on the run's length: ``dt`` warms its
+    learning rate up over the first tenth of the steps, as d3rlpy's DecisionTransformer does
+    in d3rlpy_job.py (a fixed 500 steps until 2026-11-26, which matched only at 5000 steps)."""
+    settings = dict(OUR_CONFIGS[algo])
+    if algo == 'dt':
+        settings['warmup_steps'] = max(steps // 10, 1)
+    return settings
+
+
+def our_config(algo: str, steps: int, recorded: dict | None = None) -> dict:
+    """The whole algorithm config our side trains ``algo`` for ``steps`` with today; with
+    ``recorded``, the one a run that recorded these settings was trained with (a setting added
+    since it ran reads as the value it was trained with, ``AlgoConfig.from_saved``)."""
     from dgm_policy_ros.training.registry import get_algorithm
 
     cls = get_algorithm(algo).config_class
     if recorded is None:
-        return cls.from_dict(OUR_CONFIGS[algo]).to_dict()
+        return cls.from_dict(bench_settings(algo, steps)).to_dict()
     return cls.from_saved(recorded).to_dict()
 
 
@@ -78,9 +89,10 @@ def cached(impl: str, algo: str, dataset: str, seed: int, steps: int) -> bool:
         return False
     if impl != 'ours':
         return True
-    # Runs cached before configs were recorded ran with OUR_CONFIGS as they still are.
-    recorded = json.loads(path.read_text()).get('algo_config') or OUR_CONFIGS[algo]
-    return our_config(algo, recorded) == our_config(algo)
+    # Runs cached before configs were recorded ran with the settings they still have (dt's
+    # warm-up was 500 then, and such runs are all 5000 steps long: steps // 10).
+    recorded = json.loads(path.read_text()).get('algo_config') or bench_settings(algo, steps)
+    return our_config(algo, steps, recorded) == our_config(algo, steps)
 
 
 def run_folder(algo: str, dataset: str, seed: int, steps: int) -> Path:
@@ -95,7 +107,7 @@ def run_ours(algo, dataset, seed, steps, episodes, path: Path, device: str = 'cp
     run = run_folder(algo, dataset, seed, steps)
     cfg = run.with_suffix('.yaml')
     cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text(yaml.safe_dump({'algo_config': OUR_CONFIGS[algo]}))
+    cfg.write_text(yaml.safe_dump({'algo_config': bench_settings(algo, steps)}))
     cmd = [sys.executable, '-m', 'dgm_policy_ros.cli.main', 'train', '--algo', algo,
            '--dataset', dataset, '--steps', str(steps), '--seed', str(seed), '--out', str(run),
            '--config', str(cfg), '--eval-every', '0', '--eval-episodes', str(episodes),

@@ -139,7 +139,7 @@ def main() -> int:
              # benchmark's" meant when this one was made.
              *(line for a in algos for line in (
                  f"The benchmark's settings{f' for {a}' if len(algos) > 1 else ''}, in full: "
-                 f"`{json.dumps(our_config(a), separators=(', ', ': '))}`.", '')),
+                 f"`{json.dumps(our_config(a, args.steps), separators=(', ', ': '))}`.", '')),
              '| dataset | settings | score | per seed |', '|---|---|---|---|']
 
     def row(dataset: str, label: str, scores: list[float]) -> None:

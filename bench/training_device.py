@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import write_result  # noqa: E402
-from policies import OUR_CONFIGS, OURS  # noqa: E402
+from policies import OURS, bench_settings  # noqa: E402
 
 
 def steps_per_second(algo_name: str, episodes, spec, device: str, threads: int,
@@ -35,8 +35,9 @@ def steps_per_second(algo_name: str, episodes, spec, device: str, threads: int,
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cls = get_algorithm(algo_name)
-    algo = cls(cls.config_class.from_dict({**OUR_CONFIGS[algo_name], **(overrides or {})}),
-               spec).to(device)
+    # The learning rate's warm-up does not change the speed: the timed steps stand for the run.
+    settings = {**bench_settings(algo_name, steps), **(overrides or {})}
+    algo = cls(cls.config_class.from_dict(settings), spec).to(device)
     algo.train()
     sampler = algo.make_sampler(episodes, seed=0)
 
