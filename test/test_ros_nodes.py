@@ -85,6 +85,13 @@ class Probe:
     def diag_with(self, text):
         return [d for d in self.diags if text in d.message]
 
+    def command_for(self, step):
+        """The newest command that answers observation ``step`` (commands echo the step), or
+        None. Waiting on this, not on the command count: an observation re-sent while waiting
+        may reach the node late, and its answer (a resend of the previous step's action)
+        would otherwise pass for the next step's."""
+        return next((c for c in reversed(self.commands) if c.layout.data_offset == step), None)
+
 
 def make_policy(executor, bundle, tag, **params):
     from dgm_policy_ros.ros.policy_node import PolicyNode
@@ -144,10 +151,10 @@ def test_bad_observations_give_the_fault_action_and_a_diagnostic(ros, bundle):
                                              ([0.1, 0.2, 0.3], 'wrong size'),
                                              ([0.1, float('inf'), 0.0, 0.0], 'non-finite')],
                                             start=2):
-        count, said = len(probe.commands), len(probe.diag_with(reason))
-        assert wait_for(lambda: len(probe.commands) > count,
+        said = len(probe.diag_with(reason))
+        assert wait_for(lambda s=step: probe.command_for(s),
                         every=lambda v=values, s=step: probe.send(v, step=s))
-        assert list(probe.commands[-1].data) == held
+        assert list(probe.command_for(step).data) == held
         assert wait_for(lambda r=reason, n=said: len(probe.diag_with(r)) > n)
     assert all(d.level == DiagnosticStatus.WARN for d in probe.diag_with('fault action'))
     assert all(np.isfinite(c.data).all() for c in probe.commands)
@@ -335,10 +342,9 @@ def test_sequence_policy_node_keeps_the_history_and_counts_rewards(ros, tiny_dat
     rng = np.random.default_rng(0)
     for step in range(1, 8):
         obs = rng.normal(size=OBS_DIM)
-        count = len(probe.commands)
-        assert wait_for(lambda: len(probe.commands) > count,
+        assert wait_for(lambda s=step: probe.command_for(s),
                         every=lambda o=obs, s=step: probe.send(o, step=s))
-        np.testing.assert_allclose(probe.commands[-1].data, local.act(obs), atol=1e-5)
+        np.testing.assert_allclose(probe.command_for(step).data, local.act(obs), atol=1e-5)
         reward = float(step)
         before = node.runner.history.return_to_go
         rewards.publish(Float64(data=reward))  # once: every message counts
@@ -444,7 +450,6 @@ def test_policy_node_gated_by_anomaly_scores_publishes_the_fault_action(ros, bun
     np.testing.assert_allclose(probe.commands[-1].data, expected, atol=1e-6)
     scores.publish(Float64(data=12.0))
     assert wait_for(lambda: node._anomaly == 12.0)
-    count = len(probe.commands)
-    assert wait_for(lambda: len(probe.commands) > count, every=lambda: probe.send(obs, step=2))
-    np.testing.assert_allclose(probe.commands[-1].data, np.zeros(2), atol=1e-12)
+    assert wait_for(lambda: probe.command_for(2), every=lambda: probe.send(obs, step=2))
+    np.testing.assert_allclose(probe.command_for(2).data, np.zeros(2), atol=1e-12)
     assert node.counters['anomaly'] >= 1
