@@ -19,6 +19,12 @@ import numpy as np
 DT_CONTEXT = 10
 
 
+def dt_warmup_steps(steps: int) -> int:
+    """The learning-rate warm-up of both Decision Transformers (ours through
+    bench/policies.py ``bench_settings``): the first tenth of the run."""
+    return max(steps // 10, 1)
+
+
 def build(name: str, steps: int, hidden: list[int], return_max: float):
     import d3rlpy
     from d3rlpy.models.encoders import VectorEncoderFactory
@@ -40,7 +46,7 @@ def build(name: str, steps: int, hidden: list[int], return_max: float):
             optim_factory=d3rlpy.optimizers.AdamWFactory(
                 weight_decay=1e-4, clip_grad_norm=0.25,
                 lr_scheduler_factory=d3rlpy.optimizers.WarmupSchedulerFactory(
-                    warmup_steps=max(steps // 10, 1))),
+                    warmup_steps=dt_warmup_steps(steps))),
             observation_scaler=obs, reward_scaler=MultiplyRewardScaler(1.0 / return_max))
     if name == 'BC':
         return d3rlpy.algos.BCConfig(batch_size=256, learning_rate=1e-3, encoder_factory=enc,

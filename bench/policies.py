@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import RESULTS, trained_with, write_result  # noqa: E402
+from d3rlpy_job import dt_warmup_steps  # noqa: E402
 
 CACHE = RESULTS / 'policies_runs'
 OURS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',
@@ -61,11 +62,12 @@ def cache_path(impl: str, algo: str, dataset: str, seed: int, steps: int) -> Pat
 
 def bench_settings(algo: str, steps: int) -> dict:
     """``OUR_CONFIGS[algo]`` with the settings that depend on the run's length: ``dt`` warms its
-    learning rate up over the first tenth of the steps, as d3rlpy's DecisionTransformer does
-    in d3rlpy_job.py (a fixed 500 steps until 2026-11-26, which matched only at 5000 steps)."""
+    learning rate up over the first tenth of the steps, the same ``dt_warmup_steps`` as
+    d3rlpy's DecisionTransformer (a fixed 500 steps until 2026-11-26, which matched only at
+    5000 steps)."""
     settings = dict(OUR_CONFIGS[algo])
     if algo == 'dt':
-        settings['warmup_steps'] = max(steps // 10, 1)
+        settings['warmup_steps'] = dt_warmup_steps(steps)
     return settings
 
 
