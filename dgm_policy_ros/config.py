@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from dgm_policy_ros.errors import DgmError
 from dgm_policy_ros.utils.atomic import atomic_write_yaml
 
 C = TypeVar('C', bound='Config')
 
 
-class ConfigError(ValueError):
+class ConfigError(DgmError, ValueError):
     """A configuration value is missing, unknown or invalid."""
 
 

@@ -6,6 +6,7 @@ from conftest import make_episode
 import numpy as np
 import pytest
 
+from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.data import (
     ChunkSampler,
     DatasetError,
@@ -134,7 +135,7 @@ def test_normalized_score_known_values():
     # D4RL's own references for v2 names: hopper-medium-v2 at 1422.06 is the published 44.3.
     assert normalized_score('hopper-medium-v2', 1422.06) == pytest.approx(44.3, abs=0.05)
     assert reference_returns('halfcheetah-medium-expert-v2') == (-280.178953, 12135.0)
-    with pytest.raises(KeyError, match='no reference returns'):
+    with pytest.raises(ConfigError, match='no reference returns'):
         normalized_score('Ant-v5', 1.0)
 
 

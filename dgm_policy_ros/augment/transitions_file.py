@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from dgm_policy_ros.data.episodes import DatasetError
 from dgm_policy_ros.utils.atomic import atomic_write_bytes
 
 KEYS = ('observations', 'actions', 'rewards', 'next_observations', 'terminals')
@@ -22,10 +23,10 @@ def save_transitions(path: str | Path, arrays: dict[str, np.ndarray],
 
     missing = [k for k in KEYS if k not in arrays]
     if missing:
-        raise ValueError(f'synthetic transitions lack {missing}')
+        raise DatasetError(f'synthetic transitions lack {missing}')
     n = len(arrays['rewards'])
     if any(len(arrays[k]) != n for k in KEYS):
-        raise ValueError('synthetic transition arrays differ in length')
+        raise DatasetError('synthetic transition arrays differ in length')
     data = {k: np.ascontiguousarray(arrays[k], dtype=np.float32) for k in KEYS}
     path = Path(path)
     atomic_write_bytes(path, save(data, metadata={'dgm_provenance': json.dumps(provenance)}))
@@ -43,8 +44,8 @@ def load_transitions(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str,
             arrays = {k: handle.get_tensor(k) for k in handle.keys()}
             meta = handle.metadata() or {}
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
-        raise ValueError(f'{path} is not a transitions file: {exc}') from exc
+        raise DatasetError(f'{path} is not a transitions file: {exc}') from exc
     missing = [k for k in KEYS if k not in arrays]
     if missing:
-        raise ValueError(f'{path} lacks {missing}')
+        raise DatasetError(f'{path} lacks {missing}')
     return arrays, json.loads(meta.get('dgm_provenance', '{}'))

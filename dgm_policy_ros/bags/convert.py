@@ -38,7 +38,7 @@ import numpy as np
 from dgm_policy_ros.bags.reader import ReadReport, Stamped, find_bags, read_bags
 from dgm_policy_ros.bags.topics import RecordingSpec
 from dgm_policy_ros.config import Config, ConfigError
-from dgm_policy_ros.data.episodes import Episode
+from dgm_policy_ros.data.episodes import DatasetError, Episode
 from dgm_policy_ros.utils.hashing import sha256_bytes
 
 
@@ -264,7 +264,7 @@ def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
                 obs = episode.observations
                 rewards = np.asarray(reward_fn(obs[:-1], episode.actions, obs[1:]), np.float32)
                 if rewards.shape != episode.rewards.shape:
-                    raise ValueError(f'{cfg.reward_function} returned shape {rewards.shape}, '
+                    raise ConfigError(f'{cfg.reward_function} returned shape {rewards.shape}, '
                                      f'expected {episode.rewards.shape}')
                 episode = dataclasses.replace(episode, rewards=rewards)
             episodes.append(dataclasses.replace(episode, id=len(episodes)))
@@ -293,7 +293,7 @@ def bag2minari(paths: list[str | Path], spec: RecordingSpec, dataset_id: str,
     cfg = cfg or AlignConfig()
     episodes, report = bag_to_episodes(paths, spec, cfg, progress)
     if not episodes:
-        raise ValueError(f'no complete control steps in {[str(p) for p in paths]}: '
+        raise DatasetError(f'no complete control steps in {[str(p) for p in paths]}: '
                          f'{report.to_dict()}')
     obs_dim, act_dim = episodes[0].observations.shape[1], episodes[0].actions.shape[1]
     actions = np.concatenate([e.actions for e in episodes])

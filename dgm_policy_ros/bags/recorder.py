@@ -29,6 +29,7 @@ def make_recorder_node(spec: RecordingSpec, writer: BagWriter, episodes: int = 0
     node.done = threading.Event()
     node.episodes_seen = 0
     node.recorded = {}  # topic -> subscription (get_publisher_count: who is matched)
+    node.received = {topic: 0 for topic in spec.topics()}  # messages written per topic
     reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
     # Best effort, as observation publishers offer, but a deep queue: a recorder that falls
     # behind for a moment must not drop what it is there to keep.
@@ -41,6 +42,7 @@ def make_recorder_node(spec: RecordingSpec, writer: BagWriter, episodes: int = 0
             if writer.closed:
                 return
             writer.write_raw(topic, node.get_clock().now().nanoseconds, data)
+            node.received[topic] += 1
             if topic == spec.episode_topic:
                 node.episodes_seen += 1
                 if episodes and node.episodes_seen >= episodes:

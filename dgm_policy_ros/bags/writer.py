@@ -15,6 +15,7 @@ import shutil
 from typing import Any
 
 from dgm_policy_ros.bags.topics import ROS_TYPES
+from dgm_policy_ros.config import ConfigError
 
 STORAGES = ('mcap', 'sqlite3')
 
@@ -33,10 +34,10 @@ class BagWriter:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         if storage not in STORAGES:
-            raise ValueError(f'storage must be one of {STORAGES}, got {storage!r}')
+            raise ConfigError(f'storage must be one of {STORAGES}, got {storage!r}')
         unknown = sorted(set(topics.values()) - set(ROS_TYPES))
         if unknown:
-            raise ValueError(f'cannot record message types {unknown}; known: {sorted(ROS_TYPES)}')
+            raise ConfigError(f'cannot record message types {unknown}; known: {sorted(ROS_TYPES)}')
         self.path = Path(path)
         self.staging = self.path.parent / f'.{self.path.name}.partial'
         self.partial = self.staging / self.path.name  # rosbags names its files after it

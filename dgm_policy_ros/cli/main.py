@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from dgm_policy_ros.config import ConfigError
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -145,6 +147,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = Trainer(cfg, resume=args.resume).run()
     if int(os.environ.get('RANK', '0')) == 0:
         print(json.dumps(result, indent=2))
+        for error in result.get('eval_errors', []):
+            print(f'dgm train: warning: evaluation failed at {error} (the weights and '
+                  f'result.json are written)', file=sys.stderr)
     return 0
 
 
@@ -160,7 +165,7 @@ def _cmd_augment_mopo(args: argparse.Namespace) -> int:
     source = Path(args.world_model)
     model, _, _ = load_run(source / 'training' if (source / 'training').is_dir() else source)
     if not hasattr(model, 'sample_member'):
-        raise ValueError(f'{source} is not a wm_ensemble: MOPO needs ensemble disagreement')
+        raise ConfigError(f'{source} is not a wm_ensemble: MOPO needs ensemble disagreement')
     runner = PolicyRunner(args.policy, backend='onnxruntime-cpu', seed=args.seed)
     ds = load_dataset(args.dataset)
     arrays, info = mopo_rollouts(model, lambda obs: runner.infer(obs)[:, 0], ds.episodes,
@@ -208,7 +213,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for item in args.set or []:
         key, sep, value = item.partition('=')
         if not sep or not key:
-            raise ValueError(f'--set takes KEY=VALUE, got {item!r}')
+            raise ConfigError(f'--set takes KEY=VALUE, got {item!r}')
         overrides[key] = yaml.safe_load(value)
     out = export_bundle(args.run, args.out, fp16=not args.no_fp16, overwrite=args.overwrite,
                         control_rate_hz=args.control_rate, overrides=overrides)
@@ -243,7 +248,7 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        raise ValueError('TensorRT is not installed here (pip install tensorrt, or JetPack '
+        raise ConfigError('TensorRT is not installed here (pip install tensorrt, or JetPack '
                          'on a Jetson): engines are built on the machine that runs them') from None
     bundle = load_bundle(args.bundle)
     fp16 = bundle.file('policy_fp16') if 'policy_fp16' in bundle.manifest['graphs'] else None
@@ -586,17 +591,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dgm_policy_ros.runtime.bundle import BundleError
+    from dgm_policy_ros.errors import DgmError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     _apply_data_dir(args)
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, BundleError) as exc:
-        # Bad input is the user's to fix: say what is wrong, without a traceback.
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f'dgm {args.command}: error: {message}', file=sys.stderr)
+    except (DgmError, FileNotFoundError, FileExistsError) as exc:
+        # Bad input is the user's to fix: say what is wrong, without a traceback. Anything
+        # else is a bug here and keeps its traceback.
+        print(f'dgm {args.command}: error: {exc}', file=sys.stderr)
         return 2
 
 

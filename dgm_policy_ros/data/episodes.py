@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dgm_policy_ros.errors import DgmError
+
 REQUIRED_FIELDS = ('observations', 'actions', 'rewards', 'terminations', 'truncations')
 
 
-class DatasetError(ValueError):
+class DatasetError(DgmError, ValueError):
     """A dataset is malformed; the message names the dataset, episode and field."""
 
 

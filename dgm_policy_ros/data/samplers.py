@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.data.episodes import Episode
 from dgm_policy_ros.data.transitions import Transitions, flatten_episodes, returns_to_go
 
@@ -37,7 +38,7 @@ class TransitionSampler(_Seeded):
         super().__init__(seed)
         self.data = data if isinstance(data, Transitions) else flatten_episodes(data)
         if batch_size < 1:
-            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+            raise ConfigError(f'batch_size must be >= 1, got {batch_size}')
         self.batch_size = batch_size
 
     def at(self, indices: np.ndarray) -> Batch:
@@ -67,7 +68,7 @@ class SequenceSampler(_Seeded):
                  seed: int = 0, gamma: float = 1.0) -> None:
         super().__init__(seed)
         if context < 1:
-            raise ValueError(f'context must be >= 1, got {context}')
+            raise ConfigError(f'context must be >= 1, got {context}')
         self.context, self.batch_size = context, batch_size
         self.data = flatten_episodes(episodes)
         self.rtg = np.concatenate([returns_to_go(ep.rewards, gamma) for ep in episodes])
@@ -106,7 +107,7 @@ class ChunkSampler(_Seeded):
                  n_obs_steps: int = 1, seed: int = 0) -> None:
         super().__init__(seed)
         if horizon < 1 or n_obs_steps < 1:
-            raise ValueError(f'horizon and n_obs_steps must be >= 1, got {horizon}, '
+            raise ConfigError(f'horizon and n_obs_steps must be >= 1, got {horizon}, '
                              f'{n_obs_steps}')
         self.horizon, self.n_obs_steps, self.batch_size = horizon, n_obs_steps, batch_size
         self.data = flatten_episodes(episodes)
@@ -137,7 +138,7 @@ class MixedSampler:
 
     def __init__(self, base: TransitionSampler, extra: TransitionSampler, ratio: float) -> None:
         if not 0.0 < ratio < 1.0:
-            raise ValueError(f'the synthetic ratio must be in (0, 1), got {ratio}')
+            raise ConfigError(f'the synthetic ratio must be in (0, 1), got {ratio}')
         size = base.batch_size
         self.n_extra = max(1, min(size - 1, round(ratio * size)))
         self.base, self.extra = base, extra

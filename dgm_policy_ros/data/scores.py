@@ -14,6 +14,8 @@ import re
 
 import numpy as np
 
+from dgm_policy_ros.config import ConfigError
+
 # env id -> (random return, expert return)
 REFERENCE_RETURNS: dict[str, tuple[float, float]] = {
     # Measured on the reference agents (mean of 100 random episodes; SAC expert checkpoint).
@@ -33,8 +35,8 @@ def reference_returns(env_id: str) -> tuple[float, float]:
     d4rl = re.match(r'^(hopper|halfcheetah|walker2d)-[a-z\-]+-v2$', env_id)
     if d4rl:
         return REFERENCE_RETURNS[f'{d4rl.group(1)}-v2']
-    raise KeyError(f'no reference returns for {env_id!r}; known: {sorted(REFERENCE_RETURNS)} '
-                   '(add a row to dgm_policy_ros/data/scores.py)')
+    raise ConfigError(f'no reference returns for {env_id!r}; known: '
+                      f'{sorted(REFERENCE_RETURNS)} (add a row to dgm_policy_ros/data/scores.py)')
 
 
 def normalized_score(env_id: str, returns) -> np.ndarray | float:
@@ -49,6 +51,6 @@ def has_reference(env_id: str | None) -> bool:
         return False
     try:
         reference_returns(env_id)
-    except KeyError:
+    except ConfigError:
         return False
     return True

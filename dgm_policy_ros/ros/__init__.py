@@ -23,6 +23,12 @@ def spin_until_shutdown(node, on_start=None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGINT/SIGTERM shut the context down from rclpy's signal handler; the executor may
+        # then fail building its next wait set (RCLError: context not valid) rather than
+        # raise ExternalShutdownException. That is a requested shutdown, not a crash.
+        if node.context.ok():
+            raise
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -11,12 +11,22 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from dgm_policy_ros.ros.guard import guarded
+
+# Counters reported even at zero (a monitor can rely on their keys); any other is reported once
+# it has counted.
+ALWAYS_REPORTED = ('missed_deadlines', 'wrong size', 'non-finite', 'stale', 'waiting',
+                   'out_of_order', 'future stamp', 'unstamped', 'clock jump',
+                   'out of training range', 'out of distribution', 'anomaly',
+                   'non-finite action', 'non_finite_action', 'internal error',
+                   'callback_errors')
+
 
 class DiagnosticsReporter:
     def __init__(self, node, period_s: float = 1.0) -> None:
         self.node = node
         self.publisher = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.timer = node.create_timer(period_s, self.publish)
+        self.timer = node.create_timer(period_s, guarded(node, 'diagnostics', self.publish))
         self.level = DiagnosticStatus.OK
         self.message = 'unconfigured'
         self.state = 'unconfigured'
@@ -35,9 +45,13 @@ class DiagnosticsReporter:
         self._last_reason = None
         self.publish()
 
-    def fault(self, reason: str, detail: str, error: bool = False) -> None:
+    def fault(self, reason: str, detail: str, error: bool = False,
+              published: bool = True) -> None:
+        """``published``: the fault action went out for it (else a message was refused and
+        the control loop went on with the last good one)."""
         self.level = DiagnosticStatus.ERROR if error else DiagnosticStatus.WARN
-        self.message = f'fault action published: {reason}: {detail}'
+        what = 'fault action published' if published else 'message refused'
+        self.message = f'{what}: {reason}: {detail}'
         if reason != self._last_reason or time.monotonic() - self._last_publish > 1.0:
             self._last_reason = reason
             self.publish()
@@ -55,9 +69,9 @@ class DiagnosticsReporter:
             values.update({f'inference_{k}': f'{v:.4f}'
                            for k, v in node.runner.latency_percentiles().items()})
         values['achieved_rate_hz'] = f'{node.achieved_rate_hz():.2f}'
-        for key in ('missed_deadlines', 'wrong size', 'non-finite', 'stale', 'waiting',
-                    'out_of_order', 'out of distribution', 'anomaly', 'non_finite_action'):
-            values[key.replace(' ', '_')] = str(node.counters.get(key, 0))
+        counters = dict(node.counters)  # a copy: control callbacks may count meanwhile
+        for key in (*ALWAYS_REPORTED, *sorted(counters)):
+            values[key.replace(' ', '_')] = str(counters.get(key, 0))
         status = DiagnosticStatus(level=self.level, name=f'dgm_policy: {node.get_name()}',
                                   message=self.message, hardware_id=self.bundle_sha[:16],
                                   values=[KeyValue(key=k, value=str(v))

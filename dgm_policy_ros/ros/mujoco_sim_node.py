@@ -13,13 +13,14 @@ Services in mujoco_ros2_control's style: ``~/reset_world``
 Modes: ``realtime`` steps at the task's control rate on the wall clock with the latest command;
 ``lockstep`` advances one control step only when the command for the current step arrives
 (its ``layout.data_offset`` equals the step index), so results do not depend on machine load;
-the observation is re-sent if no command comes within ``lockstep_resend_s``.
+the observation is re-sent only if no command for it comes within ``lockstep_resend_s``.
 
 Episode i is reset with seed ``seed + i``, as ``dgm eval`` seeds its environment i.
 """
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
@@ -32,7 +33,9 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import SetBool, Trigger
 
+from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.ros import spin_until_shutdown
+from dgm_policy_ros.ros.guard import guarded, guarded_service
 
 
 def _desc(text: str, kind: int) -> ParameterDescriptor:
@@ -94,7 +97,7 @@ class MujocoSimNode(Node):
             self.declare_parameter(name, default, descriptor)
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         if p['mode'] not in ('realtime', 'lockstep'):
-            raise ValueError(f"mode must be realtime or lockstep, got {p['mode']!r}")
+            raise ConfigError(f"mode must be realtime or lockstep, got {p['mode']!r}")
         self.p = p
         if p['mjcf_file']:
             self.env = MjcfEnv(p['mjcf_file'])
@@ -122,22 +125,29 @@ class MujocoSimNode(Node):
         latched = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_end = self.create_publisher(String, '~/episode_end', latched)
-        self.create_subscription(Float64MultiArray, p['command_topic'], self._on_command,
-                                 reliable)
-        self.create_service(Trigger, '~/reset_world', self._srv_reset)
-        self.create_service(SetBool, '~/set_pause', self._srv_pause)
-        self.create_service(Trigger, '~/step_simulation', self._srv_step)
+        self.create_subscription(Float64MultiArray, p['command_topic'],
+                                 guarded(self, 'command', self._on_command), reliable)
+        self.create_service(Trigger, '~/reset_world',
+                            guarded_service(self, 'reset_world', self._srv_reset))
+        self.create_service(SetBool, '~/set_pause',
+                            guarded_service(self, 'set_pause', self._srv_pause))
+        self.create_service(Trigger, '~/step_simulation',
+                            guarded_service(self, 'step_simulation', self._srv_step))
         self.paused = bool(p['start_paused'])
+        self._last_publish = time.monotonic()
+        self.resends = 0
         self.step_index = 0
         self.episode = 0
         self.done = False
         self.command: np.ndarray | None = None
         self._reset_episode()
         if p['mode'] == 'realtime':
-            self.create_timer(self.dt, self._on_tick)
+            self.create_timer(self.dt, guarded(self, 'step timer', self._on_tick))
         else:
-            self.create_timer(p['lockstep_resend_s'], self._resend)
-        self._since_publish = 0.0
+            # Checked four times per resend period, so a lost command is re-asked for within
+            # 1.25 periods, and a loop that gets its commands in time is never re-sent to.
+            self.create_timer(p['lockstep_resend_s'] / 4,
+                              guarded(self, 'resend timer', self._resend))
 
     # ---------------------------------------------------------------- simulation
     @property
@@ -176,6 +186,7 @@ class MujocoSimNode(Node):
         self._publish_state()
 
     def _publish_state(self) -> None:
+        self._last_publish = time.monotonic()
         stamp = rclpy.time.Time(seconds=self.sim_time).to_msg()
         if self.pub_clock is not None:
             self.pub_clock.publish(Clock(clock=stamp))
@@ -199,7 +210,7 @@ class MujocoSimNode(Node):
         size = self.env.action_space.shape[0]
         action = np.asarray(msg.data, dtype=np.float64)
         if action.shape != (size,) or not np.isfinite(action).all():
-            self.get_logger().warn(f'ignoring a bad command ({action.size} values, '
+            self.get_logger().warning(f'ignoring a bad command ({action.size} values, '
                                    f'finite={bool(np.isfinite(action).all())})',
                                    throttle_duration_sec=1.0)
             return
@@ -214,8 +225,12 @@ class MujocoSimNode(Node):
                        else np.zeros(self.env.action_space.shape))
 
     def _resend(self) -> None:
-        if not self.done and not self.paused:
-            self._publish_state()  # lost observation or a late-joining policy
+        """No command for the current step within ``lockstep_resend_s``: a lost observation or a
+        late-joining policy (or recorder) hears it again. Paused, too: the policy's answer
+        to a repeat is the same command, so a paused loop shows its subscribers it is live."""
+        if not self.done and time.monotonic() - self._last_publish >= self.p['lockstep_resend_s']:
+            self.resends += 1
+            self._publish_state()
 
     # ---------------------------------------------------------------- services
     def _srv_reset(self, request, response):

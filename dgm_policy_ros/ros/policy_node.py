@@ -11,8 +11,20 @@ Each control step assembles the latest observation from the spec's topics (senso
 runs the ``PolicyRunner`` and publishes the action to a ros2_control forward command controller
 (``std_msgs/Float64MultiArray`` on ``/<controller>/commands``, reliable QoS) or, for action
 chunks, a ``trajectory_msgs/JointTrajectory``. A missing, stale, out-of-order, wrong-sized or
-non-finite observation never reaches the model: the node publishes the fault action instead
-and says why on ``/diagnostics``. No NaN ever leaves it.
+non-finite observation, or one far outside the training data (``max_obs_sigma``), never reaches
+the model: the node publishes the fault action instead and says why on ``/diagnostics``. No
+exception from the runner, the spec or a publisher ends the node (every callback is guarded),
+and no NaN or out-of-bounds value ever leaves it.
+
+Stamps: a message stamped more than ``max_future_s`` ahead of the node's clock is refused (a
+sender's clock jump must not poison the out-of-order check), as is a zero stamp; a message
+older than the newest accepted one on its topic is dropped as out of order. If the node's own
+clock jumps back past a stored stamp, that message is discarded and the step faults until
+fresh input arrives.
+
+Parameters: those in ``LIVE_PARAMETERS`` apply at once while configured; the others are read
+at ``configure`` and refused with the reason while configured (cleanup first); ``autostart``
+is read-only.
 
 Control is timer-driven at the control rate (on ``/clock`` with ``use_sim_time``), or, with
 ``trigger: observation``, driven by each new observation: the lockstep handshake with
@@ -27,6 +39,7 @@ reward may be counted one control step late; with no reward topic the returns-to
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import time
 from typing import Any
@@ -42,15 +55,23 @@ from std_msgs.msg import Float64MultiArray, String
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.ros import spin_until_shutdown
 from dgm_policy_ros.ros.diagnostics import DiagnosticsReporter
+from dgm_policy_ros.ros.guard import guarded
 from dgm_policy_ros.ros.observation_spec import load_observation_spec, spec_width
 from dgm_policy_ros.runtime import ObservationError, PolicyRunner
 
 ACTION_TYPES = ('std_msgs/Float64MultiArray', 'trajectory_msgs/JointTrajectory')
 BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'onnxruntime-cpu')
+LIVE = 'applied at once, also while configured'
+AT_CONFIGURE = 'read at configure; refused while configured (cleanup first)'
 
 
-def _desc(text: str, kind: int, **kw) -> ParameterDescriptor:
-    return ParameterDescriptor(description=text, type=kind, **kw)
+def _desc(text: str, kind: int, live: bool = False, **kw) -> ParameterDescriptor:
+    return ParameterDescriptor(description=text, type=kind,
+                               additional_constraints=LIVE if live else AT_CONFIGURE, **kw)
+
+
+def _range(low: float, high: float) -> list[FloatingPointRange]:
+    return [FloatingPointRange(from_value=low, to_value=high)]
 
 
 PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
@@ -62,8 +83,7 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     'force_engine_update': (False, _desc('rebuild the TensorRT engine', PT.PARAMETER_BOOL)),
     'precision': ('fp32', _desc('TensorRT precision: fp32 or fp16', PT.PARAMETER_STRING)),
     'control_rate_hz': (0.0, _desc('0: the rate in the bundle manifest', PT.PARAMETER_DOUBLE,
-                                   floating_point_range=[FloatingPointRange(
-                                       from_value=0.0, to_value=10000.0)])),
+                                   live=True, floating_point_range=_range(0.0, 10000.0))),
     'observation_spec': ('', _desc('YAML file or inline YAML list of observation sources',
                                    PT.PARAMETER_STRING)),
     'action_topic': ('/forward_command_controller/commands',
@@ -72,15 +92,22 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     'joint_names': ([''], _desc('joints of a JointTrajectory command',
                                 PT.PARAMETER_STRING_ARRAY)),
     'stale_timeout_s': (0.5, _desc('observations older than this trigger the fault action',
-                                   PT.PARAMETER_DOUBLE)),
-    'action_low': ([0.0], _desc('per-joint lower limits (empty/[0.0]: the bundle bounds)',
-                                PT.PARAMETER_DOUBLE_ARRAY)),
-    'action_high': ([0.0], _desc('per-joint upper limits (empty/[0.0]: the bundle bounds)',
-                                 PT.PARAMETER_DOUBLE_ARRAY)),
-    'on_fault': ('hold', _desc('hold (last action) or zero', PT.PARAMETER_STRING)),
+                                   PT.PARAMETER_DOUBLE, live=True)),
+    'max_future_s': (0.5, _desc("messages stamped further than this ahead of the node's clock "
+                                'are refused (a sender clock jump)', PT.PARAMETER_DOUBLE,
+                                live=True)),
+    'max_obs_sigma': (100.0, _desc('observation elements further than this many training '
+                                   'standard deviations from the training mean give the '
+                                   'fault action (0: off)', PT.PARAMETER_DOUBLE, live=True)),
+    'action_low': ([0.0], _desc("the robot's per-joint lower command limits; commands are "
+                                "clipped to these and the bundle's bounds (empty/[0.0]: the "
+                                'bundle bounds)', PT.PARAMETER_DOUBLE_ARRAY, live=True)),
+    'action_high': ([0.0], _desc("the robot's per-joint upper command limits (empty/[0.0]: "
+                                 'the bundle bounds)', PT.PARAMETER_DOUBLE_ARRAY, live=True)),
+    'on_fault': ('hold', _desc('hold (last action) or zero', PT.PARAMETER_STRING, live=True)),
     'ood_threshold': (float('nan'), _desc('log-density below which (s, a) is out of '
                                           'distribution (flow bundles); NaN: off',
-                                          PT.PARAMETER_DOUBLE)),
+                                          PT.PARAMETER_DOUBLE, live=True)),
     'trigger': ('timer', _desc('timer (control rate) or observation (lockstep)',
                                PT.PARAMETER_STRING)),
     'episode_reset_topic': ('', _desc('std_msgs/String topic whose messages end an episode '
@@ -94,15 +121,20 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
                                 'anomaly_threshold the fault action is published (empty: off)',
                                 PT.PARAMETER_STRING)),
     'anomaly_threshold': (3.0, _desc('world-model anomaly score that stops the policy',
-                                     PT.PARAMETER_DOUBLE)),
+                                     PT.PARAMETER_DOUBLE, live=True)),
     'exploration_noise': (0.0, _desc('data collection: Gaussian noise added to every action, '
                                      'std in units of the action half-range (0: off)',
-                                     PT.PARAMETER_DOUBLE, floating_point_range=[
-                                         FloatingPointRange(from_value=0.0, to_value=10.0)])),
-    'seed': (0, _desc('noise generator seed', PT.PARAMETER_INTEGER)),
-    'autostart': (False, _desc('configure and activate at start (no lifecycle manager)',
-                               PT.PARAMETER_BOOL)),
+                                     PT.PARAMETER_DOUBLE, live=True,
+                                     floating_point_range=_range(0.0, 10.0))),
+    'seed': (0, _desc('noise generator seed (a change reseeds at once)', PT.PARAMETER_INTEGER,
+                      live=True)),
+    'autostart': (False, ParameterDescriptor(
+        description='configure and activate at start (no lifecycle manager)',
+        type=PT.PARAMETER_BOOL, read_only=True,
+        additional_constraints='read-only: set it when the node starts')),
 }
+LIVE_PARAMETERS = frozenset(name for name, (_, d) in PARAMETERS.items()
+                            if d.additional_constraints == LIVE)
 
 
 def validate_parameters(values: dict[str, Any]) -> str | None:
@@ -115,12 +147,32 @@ def validate_parameters(values: dict[str, Any]) -> str | None:
         (values.get('trigger') in ('timer', 'observation'),
          'trigger must be timer or observation'),
         (values.get('stale_timeout_s', 1.0) > 0, 'stale_timeout_s must be > 0'),
+        (values.get('max_future_s', 0.0) >= 0, 'max_future_s must be >= 0'),
+        (values.get('max_obs_sigma', 0.0) >= 0, 'max_obs_sigma must be >= 0 (0: off)'),
         (values.get('control_rate_hz', 0.0) >= 0, 'control_rate_hz must be >= 0'),
+        (not math.isnan(values.get('anomaly_threshold', 0.0)),
+         'anomaly_threshold must be a number'),
     ]
     for ok, reason in checks:
         if not ok:
             return reason
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveSettings:
+    """What the control loop reads each step; replaced as a whole when a live parameter
+    changes, so a step never sees half of an update."""
+
+    stale_timeout_s: float
+    max_future_s: float
+    on_fault: str
+    exploration_noise: float
+    anomaly_threshold: float
+    ood_threshold: float
+    low: np.ndarray
+    high: np.ndarray
+    period: float
 
 
 class PolicyNode(LifecycleNode):
@@ -129,16 +181,25 @@ class PolicyNode(LifecycleNode):
         for name, (default, descriptor) in PARAMETERS.items():
             self.declare_parameter(name, default, descriptor)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.runner = None
-        self.sources = []
+        self.runner: PolicyRunner | None = None
+        self.sources: list = []
         self.latest: dict[str, tuple[Any, float]] = {}  # topic -> (msg, stamp seconds)
+        self.params: dict[str, Any] = {}  # the values read at configure (live ones kept current)
+        self.live: LiveSettings | None = None
+        self.publisher = None
+        self.joint_names: list[str] = []
+        self.ood = None  # the log_prob graph's backend, once ood_threshold is set
         self._subs: list = []
         self._timer = None
         self._active = False
+        self._observation_trigger = False
+        self._explore = np.random.default_rng(0)
+        self._anomaly = 0.0
         self._last_action: np.ndarray | None = None
         self._last_step: int | None = None
         self._episode_label: str | None = None
-        self.counters = collections.Counter()
+        self._tick_times: collections.deque[float] = collections.deque(maxlen=200)
+        self.counters: collections.Counter[str] = collections.Counter()
         self.diag = DiagnosticsReporter(self)
 
     # -------------------------------------------------------------- parameters
@@ -146,13 +207,48 @@ class PolicyNode(LifecycleNode):
         return {name: self.get_parameter(name).value for name in PARAMETERS}
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        values = {**self._values(), **{p.name: p.value for p in params}}
+        changes = {p.name: p.value for p in params if p.name in PARAMETERS}
+        values = {**self._values(), **changes}
         reason = validate_parameters(values)
-        if reason is None and self.runner is not None and any(
-                p.name in ('model_file_path', 'observation_spec', 'backend') for p in params):
-            reason = 'model_file_path, observation_spec and backend change only in the ' \
-                'unconfigured state (cleanup first)'
+        if reason is None and self.runner is not None:
+            fixed = sorted(n for n in changes if n not in LIVE_PARAMETERS)
+            if fixed:
+                reason = f'{", ".join(fixed)}: {AT_CONFIGURE}'
+            else:
+                try:
+                    live = self._live_settings(values)
+                    self._apply_live(values, live, changes)
+                except ConfigError as exc:
+                    reason = str(exc)
         return SetParametersResult(successful=reason is None, reason=reason or '')
+
+    def _live_settings(self, p: dict[str, Any]) -> LiveSettings:
+        bundle = self.runner.bundle
+        low, high = self._limits(p, bundle)
+        rate = p['control_rate_hz'] or bundle.control_rate_hz
+        if rate <= 0:
+            raise ConfigError('control_rate_hz is 0 and the bundle names no control rate')
+        if not math.isnan(p['ood_threshold']) and 'log_prob' not in bundle.manifest['graphs']:
+            raise ConfigError('ood_threshold is set but the bundle has no log_prob graph')
+        return LiveSettings(float(p['stale_timeout_s']), float(p['max_future_s']),
+                            p['on_fault'], float(p['exploration_noise']),
+                            float(p['anomaly_threshold']), float(p['ood_threshold']),
+                            low, high, 1.0 / rate)
+
+    def _apply_live(self, p: dict[str, Any], live: LiveSettings, changes: dict) -> None:
+        """Make a validated set of live values the ones the control loop uses, now."""
+        if not math.isnan(live.ood_threshold) and self.ood is None:
+            from dgm_policy_ros.runtime.backends import OnnxRuntimeBackend
+
+            self.ood = OnnxRuntimeBackend(self.runner.bundle.file('log_prob'))
+        if 'seed' in changes:
+            self.runner.rng = np.random.default_rng(p['seed'])
+            self._explore = np.random.default_rng(p['seed'] + 1)
+        self.runner.max_obs_sigma = float(p['max_obs_sigma'])
+        if self._timer is not None and (self.live is None or live.period != self.live.period):
+            self._timer.timer_period_ns = int(round(live.period * 1e9))
+        self.params.update({k: p[k] for k in LIVE_PARAMETERS})
+        self.live = live
 
     # -------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -185,43 +281,31 @@ class PolicyNode(LifecycleNode):
         if spec_width(self.sources) != bundle.obs_size:
             raise ConfigError(f'the observation spec yields {spec_width(self.sources)} values, '
                               f'the bundle expects {bundle.obs_size}')
-        self.low, self.high = self._limits(p, bundle)
-        # The runner already clips to the bundle's bounds; clip again only for tighter limits.
-        self._tighter_limits = bool(np.any(self.low > bundle.act_low) or
-                                    np.any(self.high < bundle.act_high))
-        rate = p['control_rate_hz'] or bundle.control_rate_hz
-        if rate <= 0:
-            raise ConfigError('control_rate_hz is 0 and the bundle names no control rate')
-        self.period = 1.0 / rate
-        self._explore = np.random.default_rng(p['seed'] + 1)
-        self._tighter_limits |= p['exploration_noise'] > 0  # noisy actions are clipped here
+        self.params = p
+        self._apply_live(p, self._live_settings(p), {'seed': p['seed']})
         self.runner.infer(self.runner.zero_inputs())  # warm-up (engine, caches)
         self.runner.latencies_ms.clear()
-        self.ood = None
-        if not math.isnan(p['ood_threshold']):
-            if 'log_prob' not in bundle.manifest['graphs']:
-                raise ConfigError('ood_threshold is set but the bundle has no log_prob graph')
-            from dgm_policy_ros.runtime.backends import OnnxRuntimeBackend
-
-            self.ood = OnnxRuntimeBackend(bundle.file('log_prob'))
         for source in self.sources:
             self._subs.append(self.create_subscription(
                 source.message_class(), source.topic,
-                lambda msg, s=source: self._on_observation(s, msg), qos_profile_sensor_data))
+                guarded(self, f'observation {source.topic}',
+                        lambda msg, s=source: self._on_observation(s, msg), self._on_error),
+                qos_profile_sensor_data))
         if p['episode_reset_topic']:
             self._subs.append(self.create_subscription(
-                String, p['episode_reset_topic'], self._on_episode_end, 10))
+                String, p['episode_reset_topic'],
+                guarded(self, 'episode reset', self._on_episode_end), 10))
         self._anomaly = 0.0
         if p['anomaly_topic']:
             from std_msgs.msg import Float64
 
             self._subs.append(self.create_subscription(
-                Float64, p['anomaly_topic'], self._on_anomaly, 10))
+                Float64, p['anomaly_topic'], guarded(self, 'anomaly', self._on_anomaly), 10))
         if p['reward_topic']:
             from std_msgs.msg import Float64
 
             self._subs.append(self.create_subscription(
-                Float64, p['reward_topic'], self._on_reward, 10))
+                Float64, p['reward_topic'], guarded(self, 'reward', self._on_reward), 10))
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         if p['action_type'] == ACTION_TYPES[0]:
             self.publisher = self.create_publisher(Float64MultiArray, p['action_topic'],
@@ -235,7 +319,6 @@ class PolicyNode(LifecycleNode):
                                   f'{bundle.act_size} actions')
             self.joint_names = names
             self.publisher = self.create_publisher(JointTrajectory, p['action_topic'], reliable)
-        self.params = p
         self._observation_trigger = p['trigger'] == 'observation'
         self.diag.configure(bundle, self.runner.backend.name)
 
@@ -248,6 +331,8 @@ class PolicyNode(LifecycleNode):
             if values.size != bundle.act_size:
                 raise ConfigError(f'{name} has {values.size} values for {bundle.act_size} '
                                   'actions')
+            if not np.isfinite(values).all():
+                raise ConfigError(f'{name} must be finite')
             if name == 'action_low':
                 low = np.maximum(low, values)
             else:
@@ -259,9 +344,11 @@ class PolicyNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.runner.reset()
         self._active = True
-        self._tick_times: collections.deque[float] = collections.deque(maxlen=200)
+        self._tick_times.clear()
         if self.params['trigger'] == 'timer':
-            self._timer = self.create_timer(self.period, self._on_timer)
+            self._timer = self.create_timer(self.live.period,
+                                            guarded(self, 'control timer', self._on_timer,
+                                                    self._on_error))
         self.diag.set_state('active')
         return TransitionCallbackReturn.SUCCESS
 
@@ -285,42 +372,66 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _teardown(self) -> None:
+        self._active = False
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        if getattr(self, 'publisher', None) is not None:
+        if self.publisher is not None:
             self.destroy_publisher(self.publisher)
             self.publisher = None
         self.runner = None
+        self.live = None
+        self.ood = None
         self.latest.clear()
+        self._last_action = self._last_step = self._episode_label = None
 
     # -------------------------------------------------------------- inputs
-    def _stamp(self, source, msg) -> float:
-        if source.has_header and source.use_header_stamp:
-            return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        return self._now()
-
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_observation(self, source, msg) -> None:
-        stamp = self._stamp(source, msg)
-        previous = self.latest.get(source.topic)
-        if previous is not None and stamp < previous[1]:
-            self.counters['out_of_order'] += 1  # never let an older sample replace a newer
+        now = self._now()
+        trigger = self._active and self._observation_trigger and source is self.sources[0]
+        layout = getattr(msg, 'layout', None)
+        step = int(layout.data_offset) if trigger and layout is not None else None
+        try:
+            stamp = self._accept(source, msg, now)
+        except ObservationError as exc:
+            if trigger:  # the step this message asked for is answered, with the fault action
+                self._control_step(step=step, fault=exc)
+            else:
+                self._count_fault(exc, published=False)
             return
-        self.latest[source.topic] = (msg, stamp)
-        if self._active and self._observation_trigger and source is self.sources[0]:
-            layout = getattr(msg, 'layout', None)
+        if trigger:
             label = layout.dim[0].label if layout is not None and layout.dim else None
             if label != self._episode_label:  # a new episode (lockstep simulator)
                 self._episode_label = label
                 self.runner.reset()
-            self._control_step(step=int(layout.data_offset) if layout is not None else None,
-                               now=stamp if not source.has_header else None)
+            self._control_step(step=step, now=stamp if not source.has_header else None)
+
+    def _accept(self, source, msg, now: float) -> float:
+        """Store ``msg`` as its topic's latest and return its stamp, or say why not."""
+        stamp = now
+        if source.has_header and source.use_header_stamp:
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            if stamp == 0.0:
+                raise ObservationError('unstamped', f'{source.topic}: header.stamp is zero '
+                                       '(set use_header_stamp: false for a sender that does '
+                                       'not stamp)')
+            # A clock that has not started (sim time before /clock) cannot judge the future.
+            if now > 0 and stamp - now > self.live.max_future_s:
+                raise ObservationError('future stamp', f'{source.topic}: stamped '
+                                       f'{stamp - now:.3f} s ahead of the node clock '
+                                       f'(max_future_s {self.live.max_future_s})')
+        previous = self.latest.get(source.topic)
+        if previous is not None and stamp < previous[1]:
+            raise ObservationError('out_of_order', f'{source.topic}: stamp {stamp:.3f} is '
+                                   f'older than the last accepted {previous[1]:.3f}')
+        self.latest[source.topic] = (msg, stamp)
+        return stamp
 
     def _on_episode_end(self, msg: String) -> None:
         # When observations carry their episode (lockstep), that in-order label resets the
@@ -332,105 +443,135 @@ class PolicyNode(LifecycleNode):
         self._anomaly = float(msg.data) if math.isfinite(msg.data) else float('inf')
 
     def _on_reward(self, msg) -> None:
-        if self.runner is not None and self._active and math.isfinite(msg.data):
-            self.runner.record_reward(msg.data)
-        elif not math.isfinite(msg.data):
+        if not math.isfinite(msg.data):
             self.counters['non_finite_reward'] += 1
+        elif self.runner is not None and self._active:
+            self.runner.record_reward(msg.data)
+
+    def _on_error(self, name: str, exc: BaseException) -> None:
+        """A callback raised (a bug, or a failure below us): the safe action, said why."""
+        if self._active and self.publisher is not None and self.live is not None:
+            self._count_fault(ObservationError('internal error', f'{name}: '
+                                               f'{type(exc).__name__}: {exc}'))
+            self._publish(self._fault_action(), self._last_step)
 
     # -------------------------------------------------------------- control
     def _on_timer(self) -> None:
         self._control_step()
 
-    def _assemble(self, now: float | None = None) -> np.ndarray:
+    def _assemble(self, live: LiveSettings, now: float | None = None) -> np.ndarray:
         now = self._now() if now is None else now
         parts = []
         for source in self.sources:
             if source.topic not in self.latest:
                 raise ObservationError('waiting', f'no message on {source.topic} yet')
             msg, stamp = self.latest[source.topic]
-            if now - stamp > self.params['stale_timeout_s']:
+            if stamp - now > live.max_future_s:  # our clock went back (e.g. sim time reset)
+                del self.latest[source.topic]
+                raise ObservationError('clock jump', f'{source.topic} is stamped '
+                                       f'{stamp - now:.3f} s after the node clock')
+            if now - stamp > live.stale_timeout_s:
                 raise ObservationError('stale', f'{source.topic} is {now - stamp:.3f} s old')
             try:
                 parts.append(source.extract(msg))
-            except ValueError as exc:
+            except Exception as exc:  # noqa: BLE001 - any malformed message is a fault
                 raise ObservationError('wrong size', str(exc)) from exc
         return np.concatenate(parts)
 
-    def _control_step(self, step: int | None = None, now: float | None = None) -> None:
+    def _control_step(self, step: int | None = None, now: float | None = None,
+                      fault: ObservationError | None = None) -> None:
         started = time.perf_counter()
+        live = self.live
         if step is not None and step == self._last_step and self._last_action is not None:
             self._publish(self._last_action, step)  # a repeated observation: resend, no re-infer
             return
         self._tick_times.append(started)
         try:
-            obs = self._assemble(now)
-            action = self.runner.act(obs)
-            if self.params['exploration_noise'] > 0:
-                half = (self.high - self.low) / 2
-                action = action + self.params['exploration_noise'] * half * \
-                    self._explore.standard_normal(action.shape)
-            if self._tighter_limits:
-                action = np.clip(action, self.low, self.high)
-                self.runner.record_action(action)
-            if self.params['anomaly_topic'] and \
-                    self._anomaly > self.params['anomaly_threshold']:
+            if fault is not None:
+                raise fault
+            obs = self._assemble(live, now)
+            raw = self.runner.act(obs)
+            action = raw
+            if live.exploration_noise > 0:
+                half = (live.high - live.low) / 2
+                action = raw + live.exploration_noise * half * \
+                    self._explore.standard_normal(raw.shape)
+            action = np.clip(action, live.low, live.high)
+            if not np.array_equal(action, raw):
+                self.runner.record_action(action)  # the history holds what the robot did
+            if self.params['anomaly_topic'] and self._anomaly > live.anomaly_threshold:
                 raise ObservationError('anomaly', f'world-model anomaly {self._anomaly:.2f} > '
-                                       f"{self.params['anomaly_threshold']}")
-            if self.ood is not None and self._is_ood(obs, action):
+                                       f'{live.anomaly_threshold}')
+            if not math.isnan(live.ood_threshold) and self._is_ood(obs, action, live):
                 raise ObservationError('out of distribution', 'log-density below '
-                                       f"{self.params['ood_threshold']}")
-        except ObservationError as exc:
-            self.counters[exc.reason] += 1
+                                       f'{live.ood_threshold}')
+        except Exception as exc:  # noqa: BLE001 - every failure gives the fault action
+            self._count_fault(exc)
             self.runner.reset()
-            self.diag.fault(exc.reason, str(exc))
             action = self._fault_action()
         else:
             self.diag.ok()
         self._publish(action, step)
         self._last_action, self._last_step = action, step
-        if time.perf_counter() - started > self.period:
+        if time.perf_counter() - started > live.period:
             self.counters['missed_deadlines'] += 1
 
-    def _is_ood(self, obs: np.ndarray, action: np.ndarray) -> bool:
+    def _count_fault(self, exc: BaseException, published: bool = True) -> None:
+        if isinstance(exc, ObservationError):
+            reason, detail = exc.reason, str(exc)
+        elif isinstance(exc, FloatingPointError):
+            reason, detail = 'non-finite action', str(exc)
+        else:
+            reason, detail = 'internal error', f'{type(exc).__name__}: {exc}'
+            self.get_logger().error(f'control step failed: {detail}',
+                                    throttle_duration_sec=1.0)
+        self.counters[reason] += 1
+        self.diag.fault(reason, detail, published=published)
+
+    def _is_ood(self, obs: np.ndarray, action: np.ndarray, live: LiveSettings) -> bool:
         logp = self.ood.run({'obs': obs[None].astype(np.float32),
                              'action': action[None].astype(np.float32)})
-        return bool(logp[0] < self.params['ood_threshold'])
+        return bool(logp[0] < live.ood_threshold)
 
     def _fault_action(self) -> np.ndarray:
-        if self.params.get('on_fault') == 'hold' and self._last_action is not None:
-            return self._last_action
-        return np.clip(np.zeros_like(self.low), self.low, self.high)
+        live = self.live
+        if live.on_fault == 'hold' and self._last_action is not None:
+            return np.clip(self._last_action, live.low, live.high)
+        return np.clip(np.zeros_like(live.low), live.low, live.high)
 
     def _publish(self, action: np.ndarray, step: int | None) -> None:
-        if self.publisher is None:
+        if self.publisher is None or self.live is None:
             return
+        live = self.live
         action = np.asarray(action, dtype=np.float64)
-        if not np.isfinite(action).all():  # last line of defence: NaN never leaves the node
+        if action.shape != live.low.shape or not np.isfinite(action).all():
+            # The last line of defence: no NaN, no wrong size ever leaves the node.
             self.counters['non_finite_action'] += 1
-            action = np.clip(np.zeros_like(self.low), self.low, self.high)
+            action = np.zeros_like(live.low)
+        action = np.clip(action, live.low, live.high)  # limits may have narrowed since
         if self.params['action_type'] == ACTION_TYPES[0]:
             msg = Float64MultiArray(data=action.tolist())
             msg.layout.data_offset = int(step or 0)
         else:
-            msg = self._trajectory(action)
+            msg = self._trajectory(action, live)
         self.publisher.publish(msg)
 
-    def _trajectory(self, action: np.ndarray):
+    def _trajectory(self, action: np.ndarray, live: LiveSettings):
         from builtin_interfaces.msg import Duration
         from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-        actions = [action] + [np.clip(a, self.low, self.high)
+        actions = [action] + [np.clip(a, live.low, live.high)
                               for a in self.runner.queue.pending()]
         msg = JointTrajectory(joint_names=self.joint_names)
         for k, a in enumerate(actions):
-            t = (k + 1) * self.period
+            t = (k + 1) * live.period
             msg.points.append(JointTrajectoryPoint(
                 positions=np.asarray(a, np.float64).tolist(),
                 time_from_start=Duration(sec=int(t), nanosec=int((t % 1) * 1e9))))
         return msg
 
     def achieved_rate_hz(self) -> float:
-        ticks = list(self._tick_times) if hasattr(self, '_tick_times') else []
+        ticks = list(self._tick_times)
         if len(ticks) < 2:
             return 0.0
         return (len(ticks) - 1) / (ticks[-1] - ticks[0])

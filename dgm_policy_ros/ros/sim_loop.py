@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from dgm_policy_ros.config import ConfigError
+
 SIM_NODE = 'mujoco_sim'
 POLICY_NODE = 'dgm_policy'
 
@@ -83,7 +85,7 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     manifest = loaded.manifest
     env_id = env_id or loaded.env_id
     if not env_id:
-        raise ValueError('the bundle names no environment: pass --env')
+        raise ConfigError('the bundle names no environment: pass --env')
     if seed is None:
         seed = loaded.eval_env_seed
     work = Path(tempfile.mkdtemp(prefix='dgm-sim-loop-'))
@@ -148,7 +150,12 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
                                       stderr=subprocess.STDOUT))
         procs.append(subprocess.Popen(sim_cmd, stdout=logs['sim'], stderr=subprocess.STDOUT))
         if recorder is not None:
-            _start_recorded(node, recorder, procs, timeout_s)
+            # Paused in lockstep, the simulator re-sends its first observation and the policy
+            # answers it: both reach the recorder before the first step is taken.
+            flowing: list[str] = []
+            if lockstep:
+                flowing = [s.topic for s in rec_spec.sources()] + [rec_spec.action_topic]
+            _start_recorded(node, recorder, procs, timeout_s, flowing)
         while not finished.wait(0.5):
             for proc, name in zip(procs, ('policy', 'sim')):
                 if proc.poll() is not None:
@@ -224,12 +231,17 @@ def _wait_quietly(predicate, timeout_s: float) -> bool:
     return True
 
 
-def _start_recorded(node, recorder, procs, timeout_s: float) -> None:
-    """Unpause the simulator once the recorder hears every topic's publisher."""
+def _start_recorded(node, recorder, procs, timeout_s: float, flowing: list[str]) -> None:
+    """Unpause the simulator once the recorder hears every topic's publisher and has received
+    a message on each topic in ``flowing`` (those that flow while paused). Matching seen from
+    the recorder's side is not enough: the publisher may not have matched the recorder yet,
+    and a reliable volatile publisher drops what it sends before."""
     from std_srvs.srv import SetBool
 
     _wait(lambda: all(sub.get_publisher_count() > 0 for sub in recorder.recorded.values()),
           procs, timeout_s, 'the recorder to match the simulator and the policy node')
+    _wait(lambda: all(recorder.received.get(topic, 1) > 0 for topic in flowing),
+          procs, timeout_s, 'the first messages of the paused loop to reach the recorder')
     client = node.create_client(SetBool, f'/{SIM_NODE}/set_pause')
     _wait(client.service_is_ready, procs, timeout_s, "the simulator's set_pause service")
     future = client.call_async(SetBool.Request(data=False))

@@ -23,7 +23,9 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import Float64, Float64MultiArray
 
+from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.ros import spin_until_shutdown
+from dgm_policy_ros.ros.guard import guarded
 from dgm_policy_ros.ros.observation_spec import load_observation_spec, spec_width
 from dgm_policy_ros.runtime import ObservationError
 from dgm_policy_ros.runtime.world_model_runner import WorldModelRunner
@@ -60,7 +62,7 @@ class WorldModelNode(Node):
                                        seed=p['seed'])
         self.sources = load_observation_spec(p['observation_spec'])
         if spec_width(self.sources) != self.runner.bundle.obs_size:
-            raise ValueError(f'the observation spec yields {spec_width(self.sources)} values, '
+            raise ConfigError(f'the observation spec yields {spec_width(self.sources)} values, '
                              f'the world model expects {self.runner.bundle.obs_size}')
         self.latest: dict[str, Any] = {}
         self.current: np.ndarray | None = None  # the observation awaiting its command
@@ -70,16 +72,17 @@ class WorldModelNode(Node):
         self.counters = collections.Counter()
         for source in self.sources:
             self.create_subscription(source.message_class(), source.topic,
-                                     lambda msg, s=source: self._on_observation(s, msg),
+                                     guarded(self, f'observation {source.topic}',
+                                             lambda msg, s=source: self._on_observation(s, msg)),
                                      qos_profile_sensor_data)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(Float64MultiArray, p['action_topic'], self._on_action,
-                                 reliable)
+        self.create_subscription(Float64MultiArray, p['action_topic'],
+                                 guarded(self, 'action', self._on_action), reliable)
         self.pub_prediction = self.create_publisher(Float64MultiArray,
                                                     '~/predicted_observation', reliable)
         self.pub_anomaly = self.create_publisher(Float64, '~/anomaly', reliable)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_timer(1.0, self._publish_diagnostics)
+        self.create_timer(1.0, guarded(self, 'diagnostics', self._publish_diagnostics))
 
     def _assemble(self) -> np.ndarray:
         parts = []

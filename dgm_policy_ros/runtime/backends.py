@@ -12,10 +12,12 @@ from typing import Protocol
 
 import numpy as np
 
+from dgm_policy_ros.errors import DgmError
+
 BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'onnxruntime-cpu')
 
 
-class BackendError(RuntimeError):
+class BackendError(DgmError, RuntimeError):
     """The requested backend cannot run here."""
 
 

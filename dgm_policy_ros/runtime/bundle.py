@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from dgm_policy_ros.errors import DgmError
 from dgm_policy_ros.runtime.history import HistorySpec
 from dgm_policy_ros.utils.hashing import sha256_file
 
@@ -22,7 +23,7 @@ FORMAT_VERSION = 1
 MANIFEST = 'manifest.yaml'
 
 
-class BundleError(RuntimeError):
+class BundleError(DgmError, RuntimeError):
     """A bundle is missing, corrupt, or inconsistent."""
 
 

@@ -15,13 +15,17 @@ import time
 
 import numpy as np
 
+from dgm_policy_ros.errors import DgmError
 from dgm_policy_ros.runtime.action_queue import ActionQueue
 from dgm_policy_ros.runtime.backends import Backend, make_backend
 from dgm_policy_ros.runtime.bundle import Bundle, BundleError, load_bundle
 from dgm_policy_ros.runtime.history import HistoryBuffer
 
+# Std floor (in observation units) when measuring how far outside the training data a value is.
+MIN_OBS_SCALE = 1e-3
 
-class ObservationError(ValueError):
+
+class ObservationError(DgmError, ValueError):
     """An observation the policy must not see; ``reason`` is short, for diagnostics."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -52,10 +56,12 @@ class PolicyRunner:
                  threads: int = 1, engine_path: Path | None = None,
                  force_engine_update: bool = False, precision: str = 'fp32',
                  latency_window: int = 10_000, target_return: float | None = None,
-                 sampling: str = 'graph') -> None:
+                 sampling: str = 'graph', max_obs_sigma: float = 0.0) -> None:
         """``sampling``: for diffusion bundles, ``graph`` runs the whole unrolled sampling loop
         as one graph; ``runner`` loops here over a one-step graph (bench/diffusion_steps.py
-        measures which is faster where)."""
+        measures which is faster where). ``max_obs_sigma`` > 0 refuses observations with an
+        element further than that many training standard deviations from the training mean
+        (needs the manifest's normalization; 0: off)."""
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         if self.bundle.manifest['kind'] != 'policy':
             raise BundleError(f'{self.bundle.path} is a {self.bundle.manifest["kind"]} bundle, '
@@ -84,6 +90,8 @@ class PolicyRunner:
         self.history = HistoryBuffer(spec, self.bundle.obs_size, self.bundle.act_size,
                                      target_return) if spec else None
         self._shapes = {i['name']: tuple(i['shape'][1:]) for i in self.bundle.manifest['inputs']}
+        self.max_obs_sigma = float(max_obs_sigma)
+        self._obs_mean, self._obs_scale = self._training_range()
 
     def _check_graph(self) -> None:
         """The manifest must describe the graph it ships with: names and fixed sizes."""
@@ -105,9 +113,34 @@ class PolicyRunner:
             raise BundleError(f'{self.bundle.path}: observation size {self.bundle.obs_size} '
                               f'disagrees with its input shape {obs_shape}')
 
+    def _training_range(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The training mean and a floored std per observation element (None: unknown)."""
+        norm = self.bundle.manifest.get('normalization') or {}
+        try:
+            mean = np.asarray(norm['obs_mean'], np.float64).reshape(self.bundle.obs_size)
+            std = np.asarray(norm['obs_std'], np.float64).reshape(self.bundle.obs_size)
+        except (KeyError, TypeError, ValueError):
+            return None, None
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            return None, None
+        # A dimension constant in the data (std ~ 0) must not fault on sensor noise.
+        return mean, np.maximum(std, MIN_OBS_SCALE)
+
     # ------------------------------------------------------------------ checks
     def validate(self, obs) -> np.ndarray:
-        return check_vectors(obs, self.bundle.obs_size)
+        arr = check_vectors(obs, self.bundle.obs_size)
+        if self.max_obs_sigma > 0:
+            if self._obs_mean is None:
+                raise ObservationError('no training range', f'{self.bundle.path} records no '
+                                       'observation normalization: set max_obs_sigma to 0')
+            z = np.abs(arr.astype(np.float64) - self._obs_mean) / self._obs_scale
+            if np.any(z > self.max_obs_sigma):
+                bad = np.argwhere(z > self.max_obs_sigma)[0]
+                raise ObservationError(
+                    'out of training range', f'observation element {int(bad[-1])} is '
+                    f'{float(arr[tuple(bad)]):.4g}, {float(z[tuple(bad)]):.3g} standard '
+                    f'deviations from the training mean (max_obs_sigma {self.max_obs_sigma:g})')
+        return arr
 
     def validate_window(self, inputs) -> dict[str, np.ndarray]:
         """A batch of history windows {input name: (B, ...)} checked like observations."""

@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from dgm_policy_ros.errors import DgmError
 from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json
 from dgm_policy_ros.utils.hashing import sha256_file
 
 PRECISIONS = ('fp32', 'fp16')
 
 
-class EngineError(RuntimeError):
+class EngineError(DgmError, RuntimeError):
     """An engine cannot be built, or does not fit this machine or bundle."""
 
 

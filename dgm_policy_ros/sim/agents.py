@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dgm_policy_ros.config import ConfigError
+
 AGENTS_ENV = 'DGM_REFERENCE_AGENTS'
 
 
@@ -73,7 +75,7 @@ class NoisyPolicy:
     def __init__(self, base: BehaviourPolicy, sigma: float, low: np.ndarray,
                  high: np.ndarray, seed: int = 0) -> None:
         if sigma < 0:
-            raise ValueError(f'noise sigma must be >= 0, got {sigma}')
+            raise ConfigError(f'noise sigma must be >= 0, got {sigma}')
         self.base, self.sigma = base, float(sigma)
         self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
         self.rng = np.random.default_rng(seed + 7919)

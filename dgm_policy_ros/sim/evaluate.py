@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.data.scores import has_reference, normalized_score
 from dgm_policy_ros.runtime.action_queue import ActionQueue
 from dgm_policy_ros.runtime.history import HistoryBuffer, HistorySpec, stack_feeds
@@ -55,7 +56,7 @@ def evaluate(policy: ChunkPolicy, env_id: str, episodes: int = 10, seed: int = 0
     otherwise one after the other at batch 1, bit for bit what a single robot's node computes.
     """
     if episodes < 1 or n_action_steps < 1:
-        raise ValueError('episodes and n_action_steps must be >= 1')
+        raise ConfigError('episodes and n_action_steps must be >= 1')
     if parallel:
         return _run(policy, env_id, list(range(episodes)), seed, n_action_steps, history)
     parts = [_run(policy, env_id, [i], seed, n_action_steps, history)
@@ -71,7 +72,7 @@ def evaluate_runner(runner, env_id: str | None = None, episodes: int = 10,
     and its seeds default to the bundle's own (its training run's evaluation)."""
     env_id = env_id or runner.bundle.env_id
     if not env_id:
-        raise ValueError('the bundle names no environment: pass one (dgm eval --env)')
+        raise ConfigError('the bundle names no environment: pass one (dgm eval --env)')
     seed = runner.bundle.eval_env_seed if seed is None else seed
     history = None
     if runner.history is not None:

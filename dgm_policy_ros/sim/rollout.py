@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.data.episodes import Episode
 from dgm_policy_ros.sim.agents import BehaviourPolicy
 
@@ -48,10 +49,10 @@ def rollout(make_env: Callable[[], object], policy: BehaviourPolicy, *, steps: i
     end in a truncation).
     """
     if (steps is None) == (episodes is None):
-        raise ValueError('give exactly one of steps or episodes')
+        raise ConfigError('give exactly one of steps or episodes')
     budget = steps if steps is not None else episodes
     if budget is None or budget < 1:
-        raise ValueError(f'the budget must be >= 1, got {budget}')
+        raise ConfigError(f'the budget must be >= 1, got {budget}')
     if episodes is not None:
         n_envs = min(n_envs, episodes)
     envs = [make_env() for _ in range(n_envs)]

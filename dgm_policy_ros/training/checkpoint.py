@@ -16,6 +16,7 @@ from typing import Any
 from safetensors.torch import load_file, save
 import torch
 
+from dgm_policy_ros.errors import DgmError
 from dgm_policy_ros.training.device import module_device
 from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json
 from dgm_policy_ros.utils.hashing import sha256_file
@@ -23,7 +24,7 @@ from dgm_policy_ros.utils.hashing import sha256_file
 LATEST = 'latest.json'
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DgmError, RuntimeError):
     """A checkpoint is missing, corrupt, or does not fit the model."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 import shutil
@@ -34,6 +35,8 @@ from dgm_policy_ros.training.device import check_device_name, resolve_device
 from dgm_policy_ros.training.logger import RunLogger, plot_learning_curve
 from dgm_policy_ros.training.registry import get_algorithm
 from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_yaml
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -257,6 +260,7 @@ class Trainer:
         started = time.perf_counter()
         eval_seconds = 0.0
         last_eval: dict[str, float] = {}
+        eval_errors: list[str] = []
         algo.train()
         try:
             for step in range(start + 1, cfg.steps + 1):
@@ -278,12 +282,20 @@ class Trainer:
                     sums, counts = {}, {}
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     self._checkpoint(ckpt_dir, step, algo, sampler, lead)
+                if step == cfg.steps and lead:  # the weights first: an evaluation may fail
+                    atomic_write_bytes(self.run_dir / 'model.safetensors', _weights_bytes(algo))
                 if (env_id or world_model) and lead and self._eval_due(step):
                     eval_started = time.perf_counter()
-                    last_eval = algo.metrics(held_out, seed=cfg.seed) if world_model else \
-                        self._evaluate(algo)
+                    try:
+                        last_eval = algo.metrics(held_out, seed=cfg.seed) if world_model \
+                            else self._evaluate(algo)
+                    except Exception as exc:  # noqa: BLE001 - never fatal to the training
+                        last_eval = {}
+                        eval_errors.append(f'step {step}: {type(exc).__name__}: {exc}')
+                        log.error('evaluation at step %d failed (training goes on): %s', step,
+                                  eval_errors[-1], exc_info=True)
                     eval_seconds += time.perf_counter() - eval_started
-                    if logger:
+                    if logger and last_eval:
                         logger.log(step, {f'eval/{k}': v for k, v in last_eval.items()})
         finally:
             bar.close()
@@ -299,6 +311,8 @@ class Trainer:
             from dgm_policy_ros.sim.evaluate import EVAL_BACKEND
 
             result['eval_backend'] = EVAL_BACKEND
+        if eval_errors:  # recorded and reported; the weights are written all the same
+            result['eval_errors'] = eval_errors
         if lead:
             atomic_write_bytes(self.run_dir / 'model.safetensors', _weights_bytes(algo))
             atomic_write_json(self.run_dir / 'result.json', result)
