@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """rosbag2 recording and conversion, on hand-built bags with known timing (no ROS needed)."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from dgm_policy_ros.bags.messages import (  # noqa: E402
 from dgm_policy_ros.bags.reader import read_bags  # noqa: E402
 from dgm_policy_ros.bags.topics import RecordingSpec  # noqa: E402
 from dgm_policy_ros.bags.writer import BagWriter, typestore  # noqa: E402
+from dgm_policy_ros.data.episodes import DatasetError  # noqa: E402
 
 STORE = typestore()
 T = STORE.types
@@ -209,7 +211,7 @@ def test_bag2minari_writes_a_dataset_with_provenance_or_nothing(tmp_path, minari
     # Nothing to convert: an error, and no dataset left behind.
     with BagWriter(tmp_path / 'empty', SPEC.topics()):
         pass
-    with pytest.raises(ValueError, match='no complete control steps'):
+    with pytest.raises(DatasetError, match='pacing observation topic .* has no messages'):
         bag2minari([tmp_path / 'empty'], SPEC, 'robot/test/empty-v0')
     assert not (minari_root / 'robot/test/empty-v0').exists()
 
@@ -277,3 +279,145 @@ def test_lockstep_bags_align_by_step_index_whatever_the_stamps(tmp_path, first_s
                                steps, rtol=1e-6)
     assert episodes[0].terminations[-1] and episodes[1].truncations[-1]
     assert report.dropped_steps['repeated observation'] == 6 and report.held_actions == 0
+
+
+# ------------------------------------------------------------ bags other tools replay and read
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_bags_are_written_from_any_thread(tmp_path, storage):
+    import threading
+
+    writer = BagWriter(tmp_path / 'bag', {'/a': 'std_msgs/Float64', '/b': 'std_msgs/Float64'},
+                       storage=storage)
+
+    def produce(topic, offset):  # as an executor thread calls a recorder's callbacks
+        for k in range(50):
+            writer.write(topic, offset + 2 * k * MS, scalar(k))
+
+    threads = [threading.Thread(target=produce, args=(t, o)) for t, o in (('/a', 0), ('/b', MS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    streams, report = read_bags([tmp_path / 'bag'], {'/a': 'std_msgs/Float64',
+                                                    '/b': 'std_msgs/Float64'})
+    assert [len(streams['/a']), len(streams['/b'])] == [50, 50] and not report.errors
+
+
+def test_a_failing_bag_stops_with_its_cause_and_never_takes_the_final_name(tmp_path,
+                                                                          monkeypatch):
+    from rosbags.rosbag2 import Writer
+
+    from dgm_policy_ros.bags.writer import BagWriteError
+
+    def disk_full(self, connection, timestamp, data):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(Writer, 'write', disk_full)
+    writer = BagWriter(tmp_path / 'bag', {'/a': 'std_msgs/Float64'}, storage='sqlite3')
+    writer.write('/a', 0, scalar(1.0))
+    with pytest.raises(BagWriteError, match='No space left on device'):
+        for k in range(1000):  # the failure reaches the writing side at once
+            writer.write('/a', k, scalar(1.0))
+            time.sleep(0.001)
+    with pytest.raises(BagWriteError):
+        writer.close()
+    assert not (tmp_path / 'bag').exists() and writer.partial.exists()
+
+
+def test_bags_carry_the_offered_qos_and_the_type_hash(tmp_path):
+    import yaml
+
+    from dgm_policy_ros.bags.writer import rosbags_qos
+
+    latched = rosbags_qos('reliable', 'transient_local', 1000)
+    with BagWriter(tmp_path / 'bag', SPEC.topics(), qos={'/episode_end': [latched]}) as bag:
+        bag.set_qos('/obs', [rosbags_qos('best_effort', 'volatile', 5)])
+        bag.write('/obs', 1, array([0.0, 1.0]))
+        bag.write('/episode_end', 2, text('{}'))
+    meta = yaml.safe_load((tmp_path / 'bag' / 'metadata.yaml').read_text())
+    topics = {t['topic_metadata']['name']: t['topic_metadata']
+              for t in meta['rosbag2_bagfile_information']['topics_with_message_count']}
+    assert set(topics) == set(SPEC.topics())  # silent topics are listed too
+    assert topics['/episode_end']['offered_qos_profiles'][0]['durability'] == 'transient_local'
+    assert topics['/obs']['offered_qos_profiles'][0]['reliability'] == 'best_effort'
+    assert all(t['type_description_hash'].startswith('RIHS01_') for t in topics.values())
+    from mcap.reader import make_reader
+
+    with open(next((tmp_path / 'bag').glob('*.mcap')), 'rb') as stream:
+        channels = make_reader(stream).get_summary().channels.values()
+        by_topic = {c.topic: c.metadata for c in channels}
+    assert by_topic['/episode_end']['topic_type_hash'] == topics['/episode_end'][
+        'type_description_hash']
+    assert 'transient_local' in by_topic['/episode_end']['offered_qos_profiles']
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_a_topic_rosbags_reads_as_empty_is_read_from_the_storage(tmp_path, storage):
+    import yaml
+
+    from dgm_policy_ros.bags.writer import rosbags_qos
+
+    with BagWriter(tmp_path / 'bag', {'/topic': 'std_msgs/String'}, storage=storage,
+                   qos={'/topic': [rosbags_qos('reliable', 'volatile', 10)]}) as bag:
+        for k in range(10):
+            bag.write('/topic', 1000 + k, text(f'hello {k}'))
+    # Another tool's metadata: the same topic with other QoS than the storage file records
+    # (as in ros2/rosbag2's own 'talker' test bags). rosbags then yields nothing for it.
+    path = tmp_path / 'bag' / 'metadata.yaml'
+    meta = yaml.safe_load(path.read_text())
+    topic = meta['rosbag2_bagfile_information']['topics_with_message_count'][0]
+    topic['topic_metadata']['offered_qos_profiles'][0]['durability'] = 'transient_local'
+    path.write_text(yaml.safe_dump(meta))
+    streams, report = read_bags([tmp_path / 'bag'], {'/topic': 'std_msgs/String'})
+    assert [m.msg.data for m in streams['/topic']] == [f'hello {k}' for k in range(10)]
+    assert report.recovered == [str(tmp_path / 'bag')]
+    assert 'metadata.yaml and the storage disagree' in report.errors[0]
+
+
+def _lockstep_bag(path, first_step, last_step, length, episode=0):
+    """A lockstep loop's recording of steps first_step..last_step of one episode."""
+    with BagWriter(path, SPEC.topics()) as bag:
+        for step in range(first_step, last_step + 1):
+            t = step * 10 * MS
+            bag.write('/joint_states', t, joints(t, ['knee'], [step], [0.0]))
+            bag.write('/obs', t + 1, array([step, -step], label=f'episode {episode}',
+                                            offset=step))
+            cmd = array([step / 1000.0])
+            cmd.layout.data_offset = step
+            bag.write('/cmd', t + 2 * MS, cmd)
+            bag.write('/reward', t + 3 * MS, scalar(1.0))
+        bag.write('/episode_end', (last_step + 1) * 10 * MS, text(json.dumps(
+            {'episode': episode, 'length': length, 'terminated': False, 'return': 0.0})))
+    return path
+
+
+def test_a_recording_that_starts_mid_episode_is_flagged(tmp_path, minari_root):
+    whole = _lockstep_bag(tmp_path / 'whole', 0, 99, 100)
+    episodes, report = bag_to_episodes([whole], SPEC)
+    assert [len(e) for e in episodes] == [100]
+    assert not report.started_mid_episode and report.short_episodes == []
+    late = _lockstep_bag(tmp_path / 'late', 34, 99, 100)  # the recorder joined at step 34
+    episodes, report = bag_to_episodes([late], SPEC)
+    assert [len(e) for e in episodes] == [66]
+    assert report.started_mid_episode
+    assert report.short_episodes == [{'episode': 'episode 0', 'recorded_steps': 66,
+                                      'length': 100, 'missing_at_start': 34}]
+    import minari
+
+    bag2minari([late], SPEC, 'robot/test/late-v0')
+    meta = minari.load_dataset('robot/test/late-v0').storage.metadata
+    provenance = json.loads(meta['dgm_provenance']) if isinstance(
+        meta['dgm_provenance'], str) else meta['dgm_provenance']
+    assert provenance['report']['started_mid_episode'] is True
+
+
+def test_a_bag_without_the_command_topic_says_so_and_lists_its_topics(tmp_path):
+    with BagWriter(tmp_path / 'bag', {'/obs': 'std_msgs/Float64MultiArray',
+                                      '/joint_states': 'sensor_msgs/JointState'}) as bag:
+        for k in range(5):
+            bag.write('/joint_states', k * 10 * MS, joints(k * 10 * MS, ['knee'], [k], [0.0]))
+            bag.write('/obs', k * 10 * MS + 1, array([k, -k]))
+    with pytest.raises(DatasetError, match=r"/cmd \(the command topic of the recording spec\) "
+                                           r"is not in the bag\(s\), which hold .*'/obs'"):
+        bag_to_episodes([tmp_path / 'bag'], SPEC)

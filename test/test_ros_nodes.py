@@ -312,6 +312,29 @@ def test_lockstep_sim_loop_equals_in_process_evaluation(tmp_path):
         report.to_dict()
 
 
+@pytest.mark.slow
+def test_sim_loop_records_sqlite3_bags_with_the_offered_qos(tmp_path):
+    import yaml
+
+    from dgm_policy_ros.ros.sim_loop import run_sim_loop
+
+    bundle = Path(__file__).parents[1] / 'models' / 'hopper_flow_bc'
+    result = run_sim_loop(bundle, 'Hopper-v5', episodes=1, lockstep=True, seed=7,
+                          backend='onnxruntime-cpu', timeout_s=120, record=tmp_path / 'bag',
+                          record_storage='sqlite3')
+    meta = yaml.safe_load((tmp_path / 'bag' / 'metadata.yaml').read_text())
+    info = meta['rosbag2_bagfile_information']
+    assert info['storage_identifier'] == 'sqlite3'
+    topics = {t['topic_metadata']['name']: t for t in info['topics_with_message_count']}
+    end = topics['/mujoco_sim/episode_end']
+    assert end['message_count'] == 1
+    assert end['topic_metadata']['offered_qos_profiles'][0]['durability'] == 'transient_local'
+    observation = topics['/mujoco_sim/observation']['topic_metadata']
+    assert observation['offered_qos_profiles'][0]['reliability'] == 'best_effort'
+    assert topics['/forward_command_controller/commands']['message_count'] >= \
+        result['lengths'][0]
+
+
 def test_joint_trajectory_commands(ros, bundle):
     from trajectory_msgs.msg import JointTrajectory
 

@@ -81,6 +81,10 @@ class ConversionReport:
     dropped_steps: dict[str, int] = dataclasses.field(default_factory=dict)
     held_actions: int = 0
     missing_rewards: int = 0
+    # Episodes with fewer steps than their episode-end message says they had; the first one
+    # of a recording that began after its episode did is 'started_mid_episode'.
+    short_episodes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    started_mid_episode: bool = False
 
     def drop(self, reason: str, n: int = 1) -> None:
         if n:
@@ -90,6 +94,8 @@ class ConversionReport:
         return {'steps': self.steps, 'episodes': self.episodes,
                 'dropped_steps': self.dropped_steps, 'held_actions': self.held_actions,
                 'missing_rewards': self.missing_rewards,
+                'started_mid_episode': self.started_mid_episode,
+                'short_episodes': self.short_episodes,
                 **self.read.to_dict()}
 
 
@@ -135,16 +141,31 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
             answer.setdefault(int(command.msg.layout.data_offset), command)
         # One reward per step from step 0: the index picks it, if the bag holds step 0.
         reward_by_index = int(pacing[0].msg.layout.data_offset) == 0
-        ended = {}
+        ended, lengths = {}, {}
         for end in ends:
             info = _episode_info(end.msg.data)
             if 'episode' in info:
                 ended[f"episode {info['episode']}"] = bool(info.get('terminated', False))
+                if isinstance(info.get('length'), int):
+                    lengths[f"episode {info['episode']}"] = info['length']
 
     episodes: list[Episode] = []
     current: list[tuple[np.ndarray, np.ndarray, float]] = []
+    opening = {'open': True, 'step': None}  # the recording's first episode; its first step index
 
-    def close(terminated: bool) -> None:
+    def close(terminated: bool, length: Any = None, label: str | None = None,
+              last_step: int | None = None) -> None:
+        was_first, opening['open'] = opening['open'], False
+        if isinstance(length, int) and len(current) < length:
+            short = {'episode': label or len(episodes), 'recorded_steps': len(current),
+                     'length': length}
+            if last_step is not None and opening['step'] is not None:  # lockstep: exact
+                short['missing_at_start'] = max(0, opening['step'] - (last_step - length + 1))
+                mid = short['missing_at_start'] > 0
+            else:
+                mid = True
+            report.short_episodes.append(short)
+            report.started_mid_episode |= was_first and mid
         if len(current) >= cfg.min_episode_steps:
             obs = np.stack([c[0] for c in current] + [current[-1][0]]).astype(np.float32)
             act = np.stack([c[1] for c in current]).astype(np.float32)
@@ -159,10 +180,17 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
 
     for k, (t, stamped) in enumerate(zip(t_steps, pacing)):
         t_next = t_steps[k + 1] if k + 1 < len(t_steps) else t + max(gap_ns, 1)
-        if k > 0 and current and (
+        if k > 0 and (
                 (gap_ns and not by_step and t - t_steps[k - 1] > gap_ns) or
                 _label(stamped.msg) != _label(pacing[k - 1].msg)):
-            close(terminated=False)
+            if current:
+                close(terminated=False)
+            opening['open'], opening['step'] = False, None
+        if by_step and opening['step'] is None and opening['open']:
+            opening['step'] = int(stamped.msg.layout.data_offset)
+            # Step indices count from the simulator's start: the first episode from step 0.
+            report.started_mid_episode |= _label(stamped.msg) == 'episode 0' and \
+                opening['step'] > 0
         try:
             parts = [sources[0].extract(stamped.msg)]
             for source in sources[1:]:
@@ -194,7 +222,8 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
             label = _label(stamped.msg)
             last = k + 1 == len(pacing) or _label(pacing[k + 1].msg) != label
             if last and label in ended:
-                close(terminated=ended[label])
+                close(terminated=ended[label], length=lengths.get(label), label=label,
+                      last_step=step)
             continue
         first = int(np.searchsorted(t_cmd, t, side='left'))
         if first < len(t_cmd) and t_cmd[first] < t_next:
@@ -215,7 +244,7 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
         ended = np.flatnonzero((t_end > t) & (t_end <= t_next))
         if len(ended):
             info = _episode_info(ends[int(ended[0])].msg.data)
-            close(terminated=bool(info.get('terminated', False)))
+            close(terminated=bool(info.get('terminated', False)), length=info.get('length'))
     if current:
         close(terminated=False)
     return episodes
@@ -269,6 +298,15 @@ def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
                 episode = dataclasses.replace(episode, rewards=rewards)
             episodes.append(dataclasses.replace(episode, id=len(episodes)))
     report.episodes = len(episodes)
+    for topic, role in ((spec.sources()[0].topic, 'the pacing observation topic'),
+                        (spec.action_topic, 'the command topic')):
+        if not report.read.read[topic]:
+            held = dict(sorted(report.read.available.items()))
+            dropped = dict(report.read.dropped.get(topic, {}))
+            why = (f'is not in the bag(s), which hold {held}' if topic not in held else
+                   f'has no readable messages (dropped: {dropped})' if dropped else
+                   'has no messages in the bag(s)')
+            raise DatasetError(f'{topic} ({role} of the recording spec) {why}')
     return episodes, report
 
 
@@ -279,6 +317,8 @@ def _merge(into: ReadReport, other: ReadReport) -> None:
         into.dropped[topic].update(counter)
     into.recovered += other.recovered
     into.errors += other.errors
+    for topic, kind in other.available.items():
+        into.available.setdefault(topic, kind)
 
 
 def bag2minari(paths: list[str | Path], spec: RecordingSpec, dataset_id: str,

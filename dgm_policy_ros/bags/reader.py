@@ -28,6 +28,7 @@ class ReadReport:
         default_factory=lambda: collections.defaultdict(collections.Counter))
     recovered: list[str] = dataclasses.field(default_factory=list)  # bags read record by record
     errors: list[str] = dataclasses.field(default_factory=list)
+    available: dict[str, str] = dataclasses.field(default_factory=dict)  # every topic: type
 
     def drop(self, topic: str, reason: str, n: int = 1) -> None:
         self.dropped[topic][reason] += n
@@ -35,7 +36,8 @@ class ReadReport:
     def to_dict(self) -> dict[str, Any]:
         return {'bags': self.bags, 'read': dict(self.read),
                 'dropped': {t: dict(c) for t, c in self.dropped.items()},
-                'recovered': self.recovered, 'errors': self.errors}
+                'recovered': self.recovered, 'errors': self.errors,
+                'topics_in_bags': dict(sorted(self.available.items()))}
 
 
 @dataclasses.dataclass(slots=True)
@@ -84,11 +86,13 @@ def read_bags(paths: list[str | Path], topics: dict[str, str], progress: bool = 
     for bag in find_bags(paths):
         report.bags.append(str(bag))
         try:
-            records = list(_read_complete(bag, topics, store, report, progress))
+            records, listed = _read_complete(bag, topics, store, report, progress)
         except Exception as exc:  # noqa: BLE001 - any failure: fall back to recovery
             report.recovered.append(str(bag))
             report.errors.append(f'{bag}: {type(exc).__name__}: {exc}')
             records = list(_read_damaged(bag, topics, report))
+        else:
+            records = _check_against_storage(bag, topics, records, listed, report)
         for topic, stamp, data in records:
             raw[topic].append((stamp, data))
     out: dict[str, list[Stamped]] = {}
@@ -114,26 +118,59 @@ def read_bags(paths: list[str | Path], topics: dict[str, str], progress: bool = 
     return out, report
 
 
-def _read_complete(bag: Path, topics, store, report,
-                   progress: bool = False) -> Iterator[tuple[str, int, bytes]]:
+def _read_complete(bag: Path, topics, store, report, progress: bool = False
+                   ) -> tuple[list[tuple[str, int, bytes]], collections.Counter]:
+    """The bag's messages on ``topics`` through rosbags, and how many metadata.yaml lists."""
     from rosbags.highlevel import AnyReader
     from tqdm.auto import tqdm
 
+    records, listed = [], collections.Counter()
     with AnyReader([bag], default_typestore=store) as reader:
         wanted = []
         for conn in reader.connections:
+            report.available.setdefault(conn.topic, conn.msgtype)
             if conn.topic not in topics:
                 continue
             if conn.msgtype != ROS_TYPES[topics[conn.topic]]:
                 report.drop(conn.topic, f'type {conn.msgtype}', conn.msgcount)
                 continue
             wanted.append(conn)
-        total = sum(conn.msgcount for conn in wanted)
-        with tqdm(total=total, unit='msg', desc=bag.name, disable=not progress,
-                  mininterval=1.0) as bar:
+            listed[conn.topic] += conn.msgcount
+        with tqdm(total=sum(listed.values()), unit='msg', desc=bag.name,
+                  disable=not progress, mininterval=1.0) as bar:
             for conn, stamp, data in reader.messages(connections=wanted):
                 bar.update(1)
-                yield conn.topic, stamp, bytes(data)
+                records.append((conn.topic, stamp, bytes(data)))
+    return records, listed
+
+
+def _check_against_storage(bag: Path, topics, records, listed: collections.Counter,
+                           report: ReadReport) -> list[tuple[str, int, bytes]]:
+    """rosbags yields a topic's messages only where metadata.yaml and the storage file agree
+    (on the QoS too: a bag whose metadata was rewritten, or written by another tool, can read
+    as empty with no error). A topic read short of its listed count, or empty, is read again
+    from the storage itself; what that finds is used, and said."""
+    got = collections.Counter(topic for topic, _, _ in records)
+    suspect = sorted(t for t in topics if got[t] < listed[t] or got[t] == 0)
+    if not suspect:
+        return records
+    scratch = ReadReport()
+    direct = list(_read_damaged(bag, topics, scratch))
+    found = collections.Counter(topic for topic, _, _ in direct)
+    if any(found[t] > got[t] for t in topics):
+        report.recovered.append(str(bag))
+        report.errors.append(
+            f'{bag}: metadata.yaml and the storage disagree on '
+            f'{[t for t in suspect if found[t] > got[t]]} (rosbags read '
+            f'{dict((t, got[t]) for t in suspect)}, the storage holds '
+            f'{dict((t, found[t]) for t in suspect)}): read from the storage directly')
+        report.errors += scratch.errors
+        return direct
+    short = [t for t in suspect if got[t] < listed[t]]
+    if short:
+        report.errors.append(f'{bag}: metadata.yaml lists {dict((t, listed[t]) for t in short)} '
+                             f'messages, the storage holds {dict((t, found[t]) for t in short)}')
+    return records
 
 
 def _read_damaged(bag: Path, topics, report) -> Iterator[tuple[str, int, bytes]]:
@@ -153,6 +190,7 @@ def _recover_mcap(file: Path, topics, report) -> Iterator[tuple[str, int, bytes]
             for record in StreamReader(stream, emit_chunks=False).records:
                 if isinstance(record, records.Channel):
                     channels[record.id] = record.topic
+                    report.available.setdefault(record.topic, '?')
                 elif isinstance(record, records.Message):
                     topic = channels.get(record.channel_id)
                     if topic in topics:
@@ -164,6 +202,8 @@ def _recover_mcap(file: Path, topics, report) -> Iterator[tuple[str, int, bytes]
 def _recover_sqlite(file: Path, topics, report) -> Iterator[tuple[str, int, bytes]]:
     try:
         db = sqlite3.connect(f'file:{file}?mode=ro', uri=True)
+        for name, kind in db.execute('SELECT name, type FROM topics').fetchall():
+            report.available.setdefault(name, kind)
         rows = db.execute('SELECT topics.name, messages.timestamp, messages.data FROM messages '
                           'JOIN topics ON messages.topic_id = topics.id ORDER BY '
                           'messages.timestamp').fetchall()

@@ -16,7 +16,7 @@ import threading
 import time
 
 from dgm_policy_ros.bags.topics import ROS_TYPES, RecordingSpec
-from dgm_policy_ros.bags.writer import BagWriter
+from dgm_policy_ros.bags.writer import BagWriter, qos_from_rclpy
 
 
 def make_recorder_node(spec: RecordingSpec, writer: BagWriter, episodes: int = 0,
@@ -30,6 +30,8 @@ def make_recorder_node(spec: RecordingSpec, writer: BagWriter, episodes: int = 0
     node.episodes_seen = 0
     node.recorded = {}  # topic -> subscription (get_publisher_count: who is matched)
     node.received = {topic: 0 for topic in spec.topics()}  # messages written per topic
+    node.qos_known: set[str] = set()
+    node.error = None  # a failure to write: the recording stops, and its owner raises it
     reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
     # Best effort, as observation publishers offer, but a deep queue: a recorder that falls
     # behind for a moment must not drop what it is there to keep.
@@ -39,9 +41,20 @@ def make_recorder_node(spec: RecordingSpec, writer: BagWriter, episodes: int = 0
 
     def callback(topic: str):
         def on_message(data: bytes) -> None:
-            if writer.closed:
+            if writer.closed or node.error is not None:
                 return
-            writer.write_raw(topic, node.get_clock().now().nanoseconds, data)
+            if topic not in node.qos_known:  # what its publishers offer, as ros2 bag does
+                node.qos_known.add(topic)
+                offered = [qos_from_rclpy(info.qos_profile)
+                           for info in node.get_publishers_info_by_topic(topic)]
+                if offered:
+                    writer.set_qos(topic, dict.fromkeys(offered))
+            try:
+                writer.write_raw(topic, node.get_clock().now().nanoseconds, data)
+            except Exception as exc:  # noqa: BLE001 - stops the recording, said by its owner
+                node.error = exc
+                node.done.set()
+                return
             node.received[topic] += 1
             if topic == spec.episode_topic:
                 node.episodes_seen += 1
@@ -81,6 +94,9 @@ def record(spec: RecordingSpec, out: str | Path, storage: str = 'mcap', episodes
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+    if node.error is not None:
+        writer.abort()
+        raise node.error
     path = writer.close()
     return {'bag': str(path), 'storage': storage, 'messages': dict(writer.counts),
             'episodes': node.episodes_seen, 'seconds': round(time.monotonic() - started, 2)}

@@ -137,6 +137,7 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     logs = {name: open(work / f'{name}.log', 'w') for name in ('sim', 'policy')}
+    completed = False
     procs = []
     started = time.monotonic()
     # Likewise, do not start among the nodes of a loop that is still shutting down.
@@ -157,6 +158,7 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
                 flowing = [s.topic for s in rec_spec.sources()] + [rec_spec.action_topic]
             _start_recorded(node, recorder, procs, timeout_s, flowing)
         while not finished.wait(0.5):
+            _raise_recorder_error(recorder)
             for proc, name in zip(procs, ('policy', 'sim')):
                 if proc.poll() is not None:
                     raise RuntimeError(f'the {name} node exited ({proc.returncode}); log: '
@@ -169,6 +171,8 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
         # episode, so the counters and latencies cover the whole run.
         diagnosed.clear()
         diagnosed.wait(5.0)
+        _raise_recorder_error(recorder)
+        completed = True
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -188,8 +192,11 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
         if recorder is not None:
             recorder.destroy_node()
         rclpy.try_shutdown()
-        if writer is not None:
-            writer.close()
+        if writer is not None:  # a bag under its final name only when the loop completed
+            if completed:
+                writer.close()
+            else:
+                writer.abort()
     ends.sort(key=lambda e: e['episode'])
     returns = np.array([e['return'] for e in ends])
     result = {
@@ -239,18 +246,27 @@ def _start_recorded(node, recorder, procs, timeout_s: float, flowing: list[str])
     from std_srvs.srv import SetBool
 
     _wait(lambda: all(sub.get_publisher_count() > 0 for sub in recorder.recorded.values()),
-          procs, timeout_s, 'the recorder to match the simulator and the policy node')
+          procs, timeout_s, 'the recorder to match the simulator and the policy node', recorder)
     _wait(lambda: all(recorder.received.get(topic, 1) > 0 for topic in flowing),
-          procs, timeout_s, 'the first messages of the paused loop to reach the recorder')
+          procs, timeout_s, 'the first messages of the paused loop to reach the recorder',
+          recorder)
     client = node.create_client(SetBool, f'/{SIM_NODE}/set_pause')
-    _wait(client.service_is_ready, procs, timeout_s, "the simulator's set_pause service")
+    _wait(client.service_is_ready, procs, timeout_s, "the simulator's set_pause service",
+          recorder)
     future = client.call_async(SetBool.Request(data=False))
-    _wait(future.done, procs, timeout_s, 'the simulator to start')
+    _wait(future.done, procs, timeout_s, 'the simulator to start', recorder)
 
 
-def _wait(predicate, procs, timeout_s: float, what: str) -> None:
+def _raise_recorder_error(recorder) -> None:
+    """A recorder that could not write stops the loop at once, with the real cause."""
+    if recorder is not None and recorder.error is not None:
+        raise RuntimeError(f'recording failed: {recorder.error}') from recorder.error
+
+
+def _wait(predicate, procs, timeout_s: float, what: str, recorder=None) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
+        _raise_recorder_error(recorder)
         for proc in procs:
             if proc.poll() is not None:
                 raise RuntimeError(f'a node exited ({proc.returncode}) while waiting for '
