@@ -377,6 +377,55 @@ def test_simulator_runs_a_bare_mjcf_file(ros, tmp_path):
     assert sim.step_index == 1 and sim.obs.shape == (2,)  # qpos, qvel of the hinge
 
 
+TWO_LINK = """
+<mujoco><option timestep="0.002"/><worldbody>
+<body name="upper"><joint name="shoulder" type="hinge" axis="0 1 0"/>
+<geom type="capsule" fromto="0 0 0 0 0 -0.3" size="0.02"/>
+<body name="lower" pos="0 0 -0.3"><joint name="elbow" type="hinge" axis="0 1 0"/>
+<geom type="capsule" fromto="0 0 0 0 0 -0.3" size="0.02"/></body></body></worldbody>
+<actuator><motor joint="shoulder" gear="5"/><motor joint="elbow" ctrlrange="-1 1"/></actuator>
+<keyframe><key name="home" qpos="0.7 -1.2"/><key name="down" qpos="0 0"/></keyframe>
+</mujoco>"""
+
+
+def test_mjcf_robots_use_their_limits_keyframes_frame_skip_and_episode_ends(tmp_path):
+    from dgm_policy_ros.ros.mujoco_sim_node import MjcfEnv
+
+    (tmp_path / 'arm.xml').write_text(TWO_LINK)
+    env = MjcfEnv(str(tmp_path / 'arm.xml'), frame_skip=5, max_episode_steps=3)
+    # No ctrlrange on the shoulder: MuJoCo says (0, 0); it is not clipped to 0, and named.
+    assert env.unlimited == ['actuator 0']
+    assert env.action_space.low[0] == -np.inf and env.action_space.high[1] == 1.0
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_allclose(obs[:2], [0.7, -1.2])  # the first keyframe, not zeros
+    assert env.dt == pytest.approx(0.01)  # 5 physics steps of 2 ms per control step
+    ends = [env.step(np.array([3.0, 0.0]))[3] for _ in range(3)]
+    assert ends == [False, False, True]  # truncated at max_episode_steps
+    assert env.data.qvel[0] != 0.0  # the unclipped command moved the shoulder
+    named = MjcfEnv(str(tmp_path / 'arm.xml'), keyframe='down', reset_noise=0.01)
+    first = named.reset(seed=4)[0]
+    np.testing.assert_allclose(first[:2], [0, 0], atol=0.01)
+    np.testing.assert_array_equal(named.reset(seed=4)[0], first)  # seeded
+    assert not np.array_equal(named.reset(seed=5)[0], first)
+    from dgm_policy_ros.config import ConfigError
+
+    with pytest.raises(ConfigError, match="keyframe 'up' is not in the model"):
+        MjcfEnv(str(tmp_path / 'arm.xml'), keyframe='up')
+
+
+@pytest.mark.slow
+def test_sim_loop_runs_an_mjcf_robot(bundle, tmp_path):
+    from dgm_policy_ros.ros.sim_loop import MjcfTarget, run_sim_loop
+
+    (tmp_path / 'arm.xml').write_text(TWO_LINK)  # qpos, qvel: the tiny bundle's 4 values
+    result = run_sim_loop(bundle, episodes=2, lockstep=True, seed=0,
+                          backend='onnxruntime-cpu', timeout_s=120,
+                          mjcf=MjcfTarget(tmp_path / 'arm.xml', keyframe='home', frame_skip=10,
+                                          max_episode_steps=25))
+    assert result['env'] == 'mjcf:arm.xml'
+    assert result['episodes'] == 2 and result['lengths'] == [25, 25]
+
+
 def test_sequence_policy_node_keeps_the_history_and_counts_rewards(ros, tiny_dataset,  # noqa: F811
                                                                   tmp_path):
     """A Decision Transformer bundle on the node: each command equals a local runner fed the

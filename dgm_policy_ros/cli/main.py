@@ -260,13 +260,15 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim_loop(args: argparse.Namespace) -> int:
-    from dgm_policy_ros.ros.sim_loop import run_sim_loop
+    from dgm_policy_ros.ros.sim_loop import MjcfTarget, run_sim_loop
 
+    mjcf = MjcfTarget(args.mjcf, args.keyframe, args.frame_skip, args.max_episode_steps) \
+        if args.mjcf else None
     result = run_sim_loop(args.bundle, args.env, args.episodes, lockstep=args.lockstep,
                           seed=args.seed, backend=args.backend, plot=args.plot,
                           timeout_s=args.timeout, record=args.record,
                           record_storage=args.storage,
-                          exploration_noise=args.exploration_noise)
+                          exploration_noise=args.exploration_noise, mjcf=mjcf)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -577,6 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--exploration-noise', type=float, default=0.0,
                    help='Gaussian action noise (std, in action half-ranges) for data '
                         'collection')
+    p.add_argument('--mjcf', metavar='FILE', help='simulate this MJCF robot instead of a '
+                   'Gymnasium task (observation: qpos, qvel)')
+    p.add_argument('--keyframe', default='', help="MJCF: the keyframe episodes start from "
+                   "(default: the model's first, if any)")
+    p.add_argument('--frame-skip', type=int, default=1,
+                   help='MJCF: physics steps per control step')
+    p.add_argument('--max-episode-steps', type=int, default=1000,
+                   help='MJCF: control steps before an episode is truncated')
 
     p = add('demo', _cmd_demo, "The README's main job: sim-in-the-loop on the embedded "
             'default bundle (or, with --data-pipeline, the data pipeline end to end).')

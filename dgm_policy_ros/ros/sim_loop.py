@@ -8,6 +8,7 @@ deadlines, with a plot. The same graph as ``launch/sim_in_the_loop.launch.py``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 import signal
@@ -42,13 +43,29 @@ def recording_spec_for_sim(obs_size: int, sim_node: str = SIM_NODE):
                          episode_topic=f'/{sim_node}/episode_end')
 
 
+@dataclasses.dataclass(frozen=True)
+class MjcfTarget:
+    """A bare MJCF robot as the simulator (``dgm sim-loop --mjcf``): observation qpos, qvel."""
+
+    file: Path
+    keyframe: str = ''  # empty: the model's first keyframe, if any
+    frame_skip: int = 1
+    max_episode_steps: int = 1000
+
+    def parameters(self) -> list[str]:
+        args = ['-p', f'mjcf_file:={Path(self.file).resolve()}',
+                '-p', f'frame_skip:={int(self.frame_skip)}',
+                '-p', f'max_episode_steps:={int(self.max_episode_steps)}']
+        return args + (['-p', f'keyframe:={self.keyframe}'] if self.keyframe else [])
+
+
 def node_commands(bundle: Path, env_id: str, episodes: int, seed: int, lockstep: bool,
-                  spec_file: Path, backend: str = 'auto',
-                  exploration_noise: float = 0.0) -> tuple[list[str], list[str]]:
+                  spec_file: Path, backend: str = 'auto', exploration_noise: float = 0.0,
+                  mjcf: MjcfTarget | None = None) -> tuple[list[str], list[str]]:
     sim = [sys.executable, '-m', 'dgm_policy_ros.ros.mujoco_sim_node', '--ros-args',
            '-r', f'__node:={SIM_NODE}', '-p', f'env_id:={env_id}',
            '-p', f"mode:={'lockstep' if lockstep else 'realtime'}", '-p', f'seed:={seed}',
-           '-p', f'episodes:={episodes}']
+           '-p', f'episodes:={episodes}', *(mjcf.parameters() if mjcf else [])]
     policy = [sys.executable, '-m', 'dgm_policy_ros.ros.policy_node', '--ros-args',
               '-r', f'__node:={POLICY_NODE}', '-p', f'model_file_path:={bundle}',
               '-p', f'observation_spec:={spec_file}', '-p', f'backend:={backend}',
@@ -64,8 +81,12 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
                  lockstep: bool = True, seed: int | None = None, backend: str = 'auto',
                  plot: str | Path | None = None, timeout_s: float = 600.0,
                  record: str | Path | None = None, record_storage: str = 'mcap',
-                 exploration_noise: float = 0.0) -> dict[str, Any]:
+                 exploration_noise: float = 0.0,
+                 mjcf: MjcfTarget | None = None) -> dict[str, Any]:
     """Run the simulator and policy nodes until ``episodes`` episodes end; the summary.
+
+    ``mjcf``: simulate that MJCF robot instead of a Gymnasium task (``env_id`` then only
+    names it in the summary).
 
     ``record``: also write the loop's topics (observation, commands, reward, episode ends)
     into a rosbag2 bag there, ready for ``dgm bag2minari`` with ``recording_spec_for_sim``.
@@ -83,7 +104,7 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     bundle_path = Path(bundle).resolve()
     loaded = load_bundle(bundle_path)
     manifest = loaded.manifest
-    env_id = env_id or loaded.env_id
+    env_id = env_id or (f'mjcf:{Path(mjcf.file).name}' if mjcf else loaded.env_id)
     if not env_id:
         raise ConfigError('the bundle names no environment: pass --env')
     if seed is None:
@@ -93,7 +114,8 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     spec_file.write_text(yaml.safe_dump(observation_spec_for_sim(manifest['observation']
                                                                  ['size'])))
     sim_cmd, policy_cmd = node_commands(bundle_path, env_id, episodes, seed, lockstep,
-                                        spec_file, backend, exploration_noise=exploration_noise)
+                                        spec_file, backend, exploration_noise=exploration_noise,
+                                        mjcf=mjcf)
     if record:
         # Recording: the simulator starts paused and runs once the recorder is matched with
         # every publisher, so the bag holds every step from the first. (Counting the
