@@ -149,6 +149,7 @@ def test_corrupt_or_inconsistent_bundles_are_refused(bundles, tmp_path):
     manifest = yaml.safe_load((resized / 'manifest.yaml').read_text())
     manifest['observation']['size'] = 5
     manifest['inputs'][0]['shape'] = ['batch', 5]
+    manifest.pop('normalization')  # consistent with the new size, so the graph tells
     (resized / 'manifest.yaml').write_text(yaml.safe_dump(manifest))
     with pytest.raises(BundleError, match=r'input obs is \[4\]'):
         PolicyRunner(resized, backend='onnxruntime-cpu')

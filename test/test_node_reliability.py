@@ -412,3 +412,40 @@ def test_every_node_shuts_down_cleanly_on_a_signal(bundle, world_model_bundle, t
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+
+
+def test_a_damaged_bundle_fails_configure_with_the_reason_and_the_node_stays_up(ros, tmp_path):  # noqa: F811
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from test_untrusted_bundles import _outside_graph, copy_bundle
+
+    damaged = copy_bundle(tmp_path, lambda m, f: _outside_graph(m, f, '../elsewhere/policy.onnx'))
+    spec = '- {topic: /damaged/obs, type: std_msgs/Float64MultiArray, size: 11}'
+    node = make_policy(ros, damaged, 'damaged', observation_spec=spec)
+    probe = Probe(ros, '/damaged/obs', '/damaged/cmd')
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert wait_for(lambda: [d for d in probe.diag_with('configure failed: BundleError')
+                             if d.level == DiagnosticStatus.ERROR and
+                             'must be a path inside the bundle folder' in d.message])
+    node.set_parameters([Parameter('model_file_path', value=str(FLOW))])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    # As a process with autostart: up and unconfigured, not exited.
+    proc, log = _spawn(['dgm_policy_ros.ros.policy_node', '--ros-args', '-r',
+                        '__node:=policy_damaged', '-p', f'model_file_path:={damaged}', '-p',
+                        f'observation_spec:={FLOW / "manifest.yaml"}', '-p',
+                        'autostart:=true'], tmp_path, 'damaged')
+    try:
+        assert not wait_for(lambda: proc.poll() is not None, timeout=6.0), log.read_text()
+        assert 'must be a path inside the bundle folder' in log.read_text()
+        import signal
+
+        _stop(proc, log, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    # A node that takes its bundle at start says why in one line and exits 2.
+    proc, log = _spawn(['dgm_policy_ros.ros.world_model_node', '--ros-args', '-p',
+                        f'model_file_path:={damaged}'], tmp_path, 'world_model')
+    assert proc.wait(60) == 2
+    text = log.read_text()
+    assert 'Traceback' not in text and 'error:' in text and 'bundle folder' in text, text

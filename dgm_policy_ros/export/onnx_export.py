@@ -308,7 +308,9 @@ def _manifest(algo, cfg, info, result, names, noise_specs, graphs, files, errors
         'family': algo.family,
         'observation': {'size': spec.obs_dim, 'names': obs_names},
         'action': {'size': spec.act_dim, 'names': act_names,
-                   'low': spec.act_low.tolist(), 'high': spec.act_high.tolist()},
+                   'low': spec.act_low.tolist(), 'high': spec.act_high.tolist(),
+                   # the range the model was trained on: a bundle edited wider is refused
+                   'trained': {'low': spec.act_low.tolist(), 'high': spec.act_high.tolist()}},
         'normalization': {'baked_into_graph': True,
                           'obs_mean': spec.stats.obs_mean.tolist(),
                           'obs_std': spec.stats.obs_std.tolist()},

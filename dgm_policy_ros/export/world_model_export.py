@@ -95,7 +95,9 @@ def export_world_model(run_dir: str | Path, out: str | Path, overwrite: bool = F
                             'names': [f'obs_{i}' for i in range(spec.obs_dim)]},
             'action': {'size': spec.act_dim, 'names': [f'action_{i}' for i in
                                                        range(spec.act_dim)],
-                       'low': spec.act_low.tolist(), 'high': spec.act_high.tolist()},
+                       'low': spec.act_low.tolist(), 'high': spec.act_high.tolist(),
+                       'trained': {'low': spec.act_low.tolist(),
+                                   'high': spec.act_high.tolist()}},
             'normalization': {'baked_into_graph': True,
                               'obs_mean': spec.stats.obs_mean.tolist(),
                               'obs_std': spec.stats.obs_std.tolist()},

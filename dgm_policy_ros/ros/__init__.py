@@ -32,3 +32,22 @@ def spin_until_shutdown(node, on_start=None) -> None:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def run_node(make_node, on_start=None) -> None:
+    """A node process's ``main()``: build the node (a bad parameter, bundle or file is one
+    line on stderr and exit status 2, not a traceback), then :func:`spin_until_shutdown`."""
+    import sys
+
+    import rclpy
+
+    from dgm_policy_ros.errors import DgmError
+
+    rclpy.init()
+    try:
+        node = make_node()
+    except DgmError as exc:
+        print(f'{sys.argv[0]}: error: {exc}', file=sys.stderr)
+        rclpy.try_shutdown()
+        raise SystemExit(2) from None
+    spin_until_shutdown(node, on_start(node) if on_start else None)

@@ -46,11 +46,11 @@ class DiagnosticsReporter:
         self.publish()
 
     def fault(self, reason: str, detail: str, error: bool = False,
-              published: bool = True) -> None:
-        """``published``: the fault action went out for it (else a message was refused and
-        the control loop went on with the last good one)."""
+              what: str = 'fault action published') -> None:
+        """``what`` happened because of it: the fault action went out (the default), a
+        message was refused (the loop went on with the last good one), or a transition
+        failed."""
         self.level = DiagnosticStatus.ERROR if error else DiagnosticStatus.WARN
-        what = 'fault action published' if published else 'message refused'
         self.message = f'{what}: {reason}: {detail}'
         if reason != self._last_reason or time.monotonic() - self._last_publish > 1.0:
             self._last_reason = reason

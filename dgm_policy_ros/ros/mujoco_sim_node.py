@@ -34,7 +34,7 @@ from std_msgs.msg import Float64, Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import SetBool, Trigger
 
 from dgm_policy_ros.config import ConfigError
-from dgm_policy_ros.ros import spin_until_shutdown
+from dgm_policy_ros.ros import run_node
 from dgm_policy_ros.ros.guard import guarded, guarded_service
 
 
@@ -309,8 +309,7 @@ class MujocoSimNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    spin_until_shutdown(MujocoSimNode())
+    run_node(MujocoSimNode)
 
 
 if __name__ == '__main__':

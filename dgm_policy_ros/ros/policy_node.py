@@ -256,7 +256,7 @@ class PolicyNode(LifecycleNode):
             self._configure()
         except Exception as exc:  # noqa: BLE001 - any failure is a failed transition
             self.get_logger().error(f'configure failed: {exc}')
-            self.diag.fault('configure failed', str(exc), error=True)
+            self.diag.fault(type(exc).__name__, str(exc), error=True, what='configure failed')
             self._teardown()
             return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
@@ -526,7 +526,8 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(f'control step failed: {detail}',
                                     throttle_duration_sec=1.0)
         self.counters[reason] += 1
-        self.diag.fault(reason, detail, published=published)
+        self.diag.fault(reason, detail,
+                        what='fault action published' if published else 'message refused')
 
     def _is_ood(self, obs: np.ndarray, action: np.ndarray, live: LiveSettings) -> bool:
         logp = self.ood.run({'obs': obs[None].astype(np.float32),
@@ -582,9 +583,10 @@ def main(args=None) -> None:
     node = PolicyNode()
 
     def autostart() -> None:
-        if node.get_parameter('autostart').value:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                raise SystemExit(1)
+        # A failed configure leaves the node up, unconfigured, with the reason on
+        # /diagnostics: fix the parameters and configure again (no restart needed).
+        if node.get_parameter('autostart').value and \
+                node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             node.trigger_activate()
 
     spin_until_shutdown(node, autostart)

@@ -18,13 +18,12 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rcl_interfaces.msg import ParameterType as PT
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import Float64, Float64MultiArray
 
 from dgm_policy_ros.config import ConfigError
-from dgm_policy_ros.ros import spin_until_shutdown
+from dgm_policy_ros.ros import run_node
 from dgm_policy_ros.ros.guard import guarded
 from dgm_policy_ros.ros.observation_spec import load_observation_spec, spec_width
 from dgm_policy_ros.runtime import ObservationError
@@ -150,8 +149,7 @@ class WorldModelNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    spin_until_shutdown(WorldModelNode())
+    run_node(WorldModelNode)
 
 
 if __name__ == '__main__':

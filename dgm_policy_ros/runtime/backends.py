@@ -48,7 +48,8 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=chosen)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-            raise BackendError(f'ONNX Runtime cannot load {path}: {exc}') from exc
+            detail = ' '.join(str(exc).split())  # one line, as the CLI reports it
+            raise BackendError(f'ONNX Runtime cannot load {path}: {detail}') from exc
         self.providers = self.session.get_providers()
         self.name = 'onnxruntime' + ('' if self.providers[0].startswith('CPU')
                                      else f'-{self.providers[0]}')

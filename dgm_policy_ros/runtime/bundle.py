@@ -136,30 +136,55 @@ class Bundle:
 
     def file(self, key: str = 'policy') -> Path:
         name = self.manifest['graphs'][key]
-        return self.path / name
+        return inside(self.path, name, f'graphs.{key}')
+
+
+MAX_MANIFEST_BYTES = 16 << 20
+KINDS = ('policy', 'world_model')
+NOISE_DISTRIBUTIONS = ('normal', 'uniform', 'zeros')
+
+
+def inside(folder: Path, name: Any, what: str) -> Path:
+    """``folder / name``, refused unless ``name`` is a relative path that stays (after
+    following links) inside ``folder``: a bundle only ever uses its own files."""
+    if not isinstance(name, str) or not name:
+        raise BundleError(f'{folder}: {what} must be a file name, got {name!r}')
+    relative = Path(name)
+    if relative.is_absolute() or '..' in relative.parts:
+        raise BundleError(f'{folder}: {what} {name!r} must be a path inside the bundle folder')
+    target = (folder / relative).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise BundleError(f'{folder}: {what} {name!r} leads outside the bundle folder (to '
+                          f'{target})')
+    return folder / relative
 
 
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
-    """Read and check a bundle: manifest fields, format version, file hashes."""
+    """Read and check a bundle: its manifest against the schema, every file inside the
+    folder, file hashes. Any failure is a :class:`BundleError` naming the field."""
     path = Path(path)
-    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise BundleError(f'{path} is not a model bundle: no such folder')
+    manifest_path = inside(path, MANIFEST, 'the manifest')
     if not manifest_path.is_file():
         raise BundleError(f'{path} is not a model bundle: {MANIFEST} not found')
+    if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f'{manifest_path} is larger than {MAX_MANIFEST_BYTES} bytes')
     try:
-        manifest = yaml.safe_load(manifest_path.read_text())
+        manifest = yaml.safe_load(manifest_path.read_bytes().decode('utf-8'))
+    except UnicodeDecodeError as exc:
+        raise BundleError(f'{manifest_path} is not text (UTF-8): {exc.reason} at byte '
+                          f'{exc.start}') from exc
     except yaml.YAMLError as exc:
         raise BundleError(f'{manifest_path} is not valid YAML: {exc}') from exc
-    if not isinstance(manifest, dict):
-        raise BundleError(f'{manifest_path} must be a mapping')
-    missing = [k for k in ('format_version', 'kind', 'algorithm', 'observation', 'action',
-                           'chunk_size', 'n_action_steps', 'graphs', 'files', 'inputs',
-                           'outputs') if k not in manifest]
-    if missing:
-        raise BundleError(f'{manifest_path} lacks {missing}')
-    if manifest['format_version'] > FORMAT_VERSION:
-        raise BundleError(f'{path}: bundle format {manifest["format_version"]} is newer than '
-                          f'this runtime understands ({FORMAT_VERSION}); upgrade dgm_policy_ros')
+    validate_manifest(manifest, manifest_path)
     bundle = Bundle(path, manifest)
+    for name in manifest['files']:
+        inside(path, name, f'files: {name!r}')
+    for key, name in manifest['graphs'].items():
+        inside(path, name, f'graphs.{key}')
+        if name not in manifest['files']:
+            raise BundleError(f'{path}: graph {key} ({name}) has no hash in the manifest')
     if verify:
         for name, expected in manifest['files'].items():
             file = path / name
@@ -168,15 +193,165 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
             if sha256_file(file) != expected:
                 raise BundleError(f'{path}: {name} fails its sha256 check (corrupt or edited '
                                   'after export); re-export the bundle')
-        for key, name in manifest['graphs'].items():
-            if name not in manifest['files']:
-                raise BundleError(f'{path}: graph {key} ({name}) has no hash in the manifest')
-    try:
-        bundle.history
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BundleError(f'{path}: bad history section in the manifest: {exc}') from exc
-    low, high = bundle.act_low, bundle.act_high
-    if low.shape != (bundle.act_size,) or high.shape != (bundle.act_size,) or \
-            not np.all(low <= high):
-        raise BundleError(f'{path}: action bounds do not match the action size')
     return bundle
+
+
+class _Schema:
+    """Checks of one manifest; each failure names the field and what was expected."""
+
+    def __init__(self, manifest: Any, where: Path) -> None:
+        self.m, self.where = manifest, where
+
+    def fail(self, field: str, expected: str, got: Any) -> None:
+        shown = repr(got)
+        shown = shown if len(shown) <= 80 else shown[:77] + '...'
+        raise BundleError(f'{self.where}: {field} must be {expected}, got {shown}')
+
+    def get(self, field: str, required: bool = True) -> Any:
+        value: Any = self.m
+        for part in field.split('.'):
+            if not isinstance(value, dict) or part not in value:
+                if required:
+                    raise BundleError(f'{self.where}: {field} is missing')
+                return None
+            value = value[part]
+        return value
+
+    def integer(self, field: str, low: int = 0, high: int | None = None,
+                required: bool = True) -> int | None:
+        value = self.get(field, required)
+        if value is None and not required:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or \
+                (high is not None and value > high):
+            self.fail(field, f'an integer in [{low}, {high if high is not None else "inf"}]',
+                      value)
+        return value
+
+    def number(self, field: str, value: Any, low: float = -np.inf) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not np.isfinite(value) or value < low:
+            self.fail(field, f'a finite number >= {low}', value)
+        return float(value)
+
+    def numbers(self, field: str, size: int) -> np.ndarray:
+        value = self.get(field)
+        if not isinstance(value, list) or len(value) != size:
+            self.fail(field, f'a list of {size} numbers', value)
+        return np.array([self.number(f'{field}[{i}]', v) for i, v in enumerate(value)])
+
+    def mapping(self, field: str, required: bool = True) -> dict | None:
+        value = self.get(field, required)
+        if value is None and not required:
+            return None
+        if not isinstance(value, dict):
+            self.fail(field, 'a mapping', value)
+        return value
+
+    def text(self, field: str, choices: tuple[str, ...] | None = None) -> str:
+        value = self.get(field)
+        if not isinstance(value, str) or (choices and value not in choices):
+            self.fail(field, f'one of {choices}' if choices else 'a string', value)
+        return value
+
+
+def validate_manifest(manifest: Any, where: Path) -> None:
+    """The manifest schema: types, shapes, finiteness and required keys."""
+    if not isinstance(manifest, dict):
+        raise BundleError(f'{where} must be a mapping, got {type(manifest).__name__}')
+    check = _Schema(manifest, where)
+    version = check.integer('format_version', 1)
+    if version > FORMAT_VERSION:
+        raise BundleError(f'{where}: bundle format {version} is newer than this runtime '
+                          f'understands ({FORMAT_VERSION}); upgrade dgm_policy_ros')
+    kind = check.text('kind', KINDS)
+    check.text('algorithm')
+    obs = check.integer('observation.size', 1)
+    act = check.integer('action.size', 1)
+    low, high = check.numbers('action.low', act), check.numbers('action.high', act)
+    if np.any(low > high):
+        check.fail('action.low', f'<= action.high ({high.tolist()})', low.tolist())
+    trained = check.mapping('action.trained', required=False)
+    if trained is not None:  # the bounds of the actions the model was trained on
+        t_low = check.numbers('action.trained.low', act)
+        t_high = check.numbers('action.trained.high', act)
+        if np.any(low < t_low - 1e-6) or np.any(high > t_high + 1e-6):
+            raise BundleError(f'{where}: action bounds [{low.tolist()}, {high.tolist()}] '
+                              f'exceed the range the model was trained on '
+                              f'[{t_low.tolist()}, {t_high.tolist()}] (edited after export?)')
+    chunk = check.integer('chunk_size', 1)
+    check.integer('n_action_steps', 1, chunk)
+    for key in ('graphs', 'files'):
+        table = check.mapping(key)
+        if not table:
+            check.fail(key, 'a non-empty mapping', table)
+        for name, value in table.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                check.fail(f'{key}.{name}', 'a string', value)
+    graph = 'policy' if kind == 'policy' else 'world_model'
+    if graph not in manifest['graphs']:
+        raise BundleError(f'{where}: graphs.{graph} is missing')
+    for name, digest in manifest['files'].items():
+        if len(digest) != 64 or any(c not in '0123456789abcdef' for c in digest):
+            check.fail(f'files.{name}', 'a sha256 hex digest', digest)
+    for key in ('inputs', 'outputs'):
+        entries = check.get(key)
+        if not isinstance(entries, list) or not entries:
+            check.fail(key, 'a non-empty list', entries)
+        for i, entry in enumerate(entries):
+            field = f'{key}[{i}]'
+            if not isinstance(entry, dict) or not isinstance(entry.get('name'), str):
+                check.fail(field, 'a mapping with a name', entry)
+            shape = entry.get('shape')
+            if not isinstance(shape, list) or not shape or not all(
+                    isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                    for d in shape[1:]):
+                check.fail(f'{field}.shape', "['batch', sizes >= 1 ...]", shape)
+    noise = manifest.get('noise_inputs') or []
+    if not isinstance(noise, list):
+        check.fail('noise_inputs', 'a list', noise)
+    for i, entry in enumerate(noise):
+        field = f'noise_inputs[{i}]'
+        if not isinstance(entry, dict) or not isinstance(entry.get('name'), str):
+            check.fail(field, 'a mapping with a name', entry)
+        if entry.get('distribution') not in NOISE_DISTRIBUTIONS:
+            check.fail(f'{field}.distribution', f'one of {NOISE_DISTRIBUTIONS}',
+                       entry.get('distribution'))
+        shape = entry.get('shape')
+        if not isinstance(shape, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+            check.fail(f'{field}.shape', 'a list of sizes >= 1', shape)
+        if entry.get('clip') is not None:
+            check.number(f'{field}.clip', entry['clip'], 0.0)
+        check.number(f'{field}.scale', entry.get('scale', 1.0), 0.0)
+    rate = manifest.get('control_rate_hz')
+    if rate is not None:
+        check.number('control_rate_hz', rate, 0.0)
+    normalization = check.mapping('normalization', required=False)
+    if normalization:
+        for key in ('obs_mean', 'obs_std'):
+            if key in normalization:
+                check.numbers(f'normalization.{key}', obs)
+    if kind == 'world_model':
+        check.number('residual_scale', check.get('residual_scale'), 0.0)
+        check.numbers('normalization.obs_std', obs)
+    history = manifest.get('history')
+    if history is not None:
+        if not isinstance(history, dict):
+            check.fail('history', 'a mapping or null', history)
+        try:
+            HistorySpec.from_dict(history)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BundleError(f'{where}: bad history section: {exc}') from exc
+    sampler = check.mapping('sampler', required=False)
+    if sampler is not None:
+        steps = sampler.get('steps')
+        if not isinstance(steps, list) or not steps:
+            check.fail('sampler.steps', 'a non-empty list', steps)
+        try:
+            finite = np.isfinite(np.asarray(steps, dtype=np.float64)).all()
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            check.fail('sampler.steps', 'a table of finite numbers', steps)
+        check.text('sampler.noise_input')
