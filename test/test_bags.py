@@ -421,3 +421,119 @@ def test_a_bag_without_the_command_topic_says_so_and_lists_its_topics(tmp_path):
     with pytest.raises(DatasetError, match=r"/cmd \(the command topic of the recording spec\) "
                                            r"is not in the bag\(s\), which hold .*'/obs'"):
         bag_to_episodes([tmp_path / 'bag'], SPEC)
+
+
+# ------------------------------------------------------------ damaged messages cost their step
+GARBAGE = b'\x00\x01\x00\x00\xff\xff\xff\x7f'  # a CDR header, then a length past the end
+
+
+def _lockstep_bag_with(path, steps, damage):
+    """A lockstep recording (one episode) in which damage[(topic, step)] replaces a message:
+    'garbage' (undecodable), or a message object written instead."""
+    with BagWriter(path, SPEC.topics()) as bag:
+        def put(topic, ns, step, msg):
+            bad = damage.get((topic, step))
+            if bad == 'garbage':
+                bag.write_raw(topic, ns, GARBAGE)
+            elif bad is not None:
+                bag.write(topic, ns, bad)
+            else:
+                bag.write(topic, ns, msg)
+
+        for step in range(steps):
+            t = step * 10 * MS
+            put('/joint_states', t, step, joints(t, ['knee'], [step], [0.0]))
+            put('/obs', t + 1, step, array([step, -step], label='episode 0', offset=step))
+            cmd = array([step / 1000.0])
+            cmd.layout.data_offset = step
+            put('/cmd', t + 2 * MS, step, cmd)
+            put('/reward', t + 3 * MS, step, scalar(step / 10.0))
+        bag.write('/episode_end', steps * 10 * MS, text(json.dumps(
+            {'episode': 0, 'length': steps, 'terminated': False})))
+    return path
+
+
+def _assert_every_step_is_its_own(episodes):
+    """obs[0] encodes the step; the action, the reward and the next observation must be
+    that step's (or, at the end of a part, the step itself repeated)."""
+    for episode in episodes:
+        steps = episode.observations[:-1, 0]
+        np.testing.assert_allclose(episode.actions[:, 0], steps / 1000.0, rtol=1e-6)
+        np.testing.assert_allclose(episode.rewards, steps / 10.0, rtol=1e-6)
+        following = episode.observations[1:, 0]
+        assert np.all((following == steps + 1) | ((following == steps) &
+                                                  (np.arange(len(steps)) == len(steps) - 1)))
+
+
+def test_an_undecodable_reward_costs_its_own_step_only(tmp_path):
+    bag = _lockstep_bag_with(tmp_path / 'bag', 300, {('/reward', 50): 'garbage'})
+    episodes, report = bag_to_episodes([bag], SPEC)
+    assert [len(e) for e in episodes] == [50, 249]  # split where step 50 was lost
+    _assert_every_step_is_its_own(episodes)
+    assert episodes[0].observations[-1, 0] == 50  # its next observation: step 50's own
+    assert report.dropped_steps == {'undecodable or non-finite reward': 1}
+    assert report.read.dropped['/reward'] == {'undecodable': 1}
+
+
+def test_damaged_observations_and_commands_cost_their_own_steps(tmp_path):
+    damage = {('/obs', 10): 'garbage', ('/obs', 20): array([1.0, 2.0, 3.0], label='episode 0',
+                                                            offset=20),
+              ('/joint_states', 30): 'garbage', ('/cmd', 40): 'garbage',
+              ('/obs', 60): array([np.nan, 0.0], label='episode 0', offset=60),
+              ('/obs', 70): array([1e308, 0.0], label='episode 0', offset=70)}
+    bag = _lockstep_bag_with(tmp_path / 'bag', 100, damage)
+    episodes, report = bag_to_episodes([bag], SPEC)
+    _assert_every_step_is_its_own(episodes)
+    kept = sorted(int(s) for e in episodes for s in e.observations[:-1, 0])
+    assert kept == [s for s in range(100) if s not in (10, 20, 30, 40, 60, 70)]
+    assert sum(report.dropped_steps.values()) == 6
+
+
+def test_time_aligned_damage_costs_its_own_step_only(tmp_path):
+    """Without step indices (a robot's recording), pairing is by time: an undecodable
+    observation keeps its time, so the steps around it keep their own commands and rewards."""
+    path = tmp_path / 'bag'
+    with BagWriter(path, SPEC.topics()) as bag:
+        for k in range(40):
+            t = 10 * MS * (k + 1)
+            bag.write('/joint_states', t - MS, joints(t - MS, ['knee'], [k], [0.0]))
+            if k in (7, 21):
+                bag.write_raw('/obs', t, GARBAGE)
+            else:
+                bag.write('/obs', t, array([k, -k]))
+            if k == 15:
+                bag.write_raw('/cmd', t + 2 * MS, GARBAGE)
+            else:
+                bag.write('/cmd', t + 2 * MS, array([k / 1000.0]))
+            bag.write('/reward', t + 3 * MS, scalar(k / 10.0))
+    episodes, report = bag_to_episodes([path], SPEC, AlignConfig(match='time'))
+    _assert_every_step_is_its_own(episodes)
+    assert report.held_actions == 0  # step 15 is not given step 14's command
+    kept = sorted(int(s) for e in episodes for s in e.observations[:-1, 0])
+    assert kept == [k for k in range(40) if k not in (7, 15, 21)]
+
+
+def test_a_converted_dataset_is_always_one_the_loader_accepts(tmp_path, minari_root):
+    from dgm_policy_ros.data.minari_io import load_dataset
+
+    damage = {('/obs', 5): array([np.inf, 0.0], label='episode 0', offset=5),
+              ('/reward', 9): scalar(float('nan')), ('/cmd', 12): array([1e308])}
+    damage[('/cmd', 12)].layout.data_offset = 12
+    bag = _lockstep_bag_with(tmp_path / 'bag', 40, damage)
+    bag2minari([bag], SPEC, 'robot/test/damaged-v0')
+    loaded = load_dataset('robot/test/damaged-v0')
+    assert sum(len(e) for e in loaded.episodes) == 37  # the three bad steps dropped
+    assert all(np.isfinite(e.observations).all() and np.isfinite(e.rewards).all()
+               for e in loaded.episodes)
+
+
+def test_dataset_metadata_must_agree_with_the_data(tmp_path, minari_root):
+    from dgm_policy_ros.data.minari_io import load_dataset
+
+    bag2minari([_lockstep_bag_with(tmp_path / 'bag', 20, {})], SPEC, 'robot/test/meta-v0')
+    path = next(minari_root.rglob('metadata.json'))
+    meta = json.loads(path.read_text())
+    meta['total_steps'] = 9999
+    path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match='metadata says total_steps = 9999, the data holds 20'):
+        load_dataset('robot/test/meta-v0')

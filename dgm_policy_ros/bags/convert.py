@@ -22,6 +22,11 @@ recorder stamped the topics in. The simulator publishes one reward per step, in 
 step index also picks the reward, and the episode-end message naming an episode says how it
 ended.
 
+Damage costs only its own step: an undecodable message keeps its time and place, so a
+missing, undecodable, malformed or non-finite observation, command or reward drops that step
+(counted by reason) and splits the episode there; nothing around it shifts. What is written
+is finite in float32, so the dataset loader always accepts it.
+
 The observation after an episode's last step was never published (the simulator or robot
 resets first), so an episode's final next-observation repeats its last observation; value
 learners do not bootstrap from it for terminals, and for truncations it is the best estimate.
@@ -85,6 +90,7 @@ class ConversionReport:
     # of a recording that began after its episode did is 'started_mid_episode'.
     short_episodes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     started_mid_episode: bool = False
+    splits: int = 0  # episodes split where a step was lost (no transition spans a gap)
 
     def drop(self, reason: str, n: int = 1) -> None:
         if n:
@@ -94,7 +100,7 @@ class ConversionReport:
         return {'steps': self.steps, 'episodes': self.episodes,
                 'dropped_steps': self.dropped_steps, 'held_actions': self.held_actions,
                 'missing_rewards': self.missing_rewards,
-                'started_mid_episode': self.started_mid_episode,
+                'started_mid_episode': self.started_mid_episode, 'splits': self.splits,
                 'short_episodes': self.short_episodes,
                 **self.read.to_dict()}
 
@@ -113,9 +119,25 @@ def _label(msg: Any) -> str | None:
     return None
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _storable(values: np.ndarray) -> bool:
+    """Finite also as float32 (the dataset's dtype): 1e308 is not."""
+    return bool(np.isfinite(values).all() and np.all(np.abs(values) <= F32_MAX))
+
+
 def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConfig,
           report: ConversionReport) -> list[Episode]:
-    """One bag's (or several bags' merged) messages -> episodes."""
+    """One bag's (or several bags' merged) messages -> episodes.
+
+    Every topic is paired to its control step by stamp or step index, never by position in
+    a list of good messages: undecodable messages keep their place (``msg`` None). A step
+    that cannot be made (a message missing, undecodable, malformed or not finite) is dropped
+    and counted, and the episode is split there, so no step takes another step's data and
+    no transition spans the gap: the part before ends truncated, its last next-observation
+    the dropped step's own when that was good.
+    """
     sources = spec.sources()
     pacing = streams[sources[0].topic]
     if not pacing:
@@ -130,7 +152,8 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
     t_cmd = np.array([m.stamp_ns for m in commands], dtype=np.int64)
     rewards = streams.get(spec.reward_topic, []) if spec.reward_topic else []
     t_rew = np.array([m.stamp_ns for m in rewards], dtype=np.int64)
-    r_val = np.array([float(m.msg.data) for m in rewards])
+    # An undecodable reward keeps its place as NaN: it costs its own step only.
+    r_val = np.array([float(m.msg.data) if m.msg is not None else np.nan for m in rewards])
     ends = streams.get(spec.episode_topic, []) if spec.episode_topic else []
     t_end = np.array([m.stamp_ns for m in ends], dtype=np.int64)
     gap_ns = int(cfg.gap_s * 1e9)
@@ -138,12 +161,14 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
     if by_step:
         answer = {}
         for command in commands:  # the first answer to each step (the node may re-send)
-            answer.setdefault(int(command.msg.layout.data_offset), command)
+            if command.msg is not None:
+                answer.setdefault(int(command.msg.layout.data_offset), command)
         # One reward per step from step 0: the index picks it, if the bag holds step 0.
-        reward_by_index = int(pacing[0].msg.layout.data_offset) == 0
+        head = next(m.msg for m in pacing if m.msg is not None)
+        reward_by_index = int(head.layout.data_offset) == 0
         ended, lengths = {}, {}
         for end in ends:
-            info = _episode_info(end.msg.data)
+            info = _episode_info(end.msg.data) if end.msg is not None else {}
             if 'episode' in info:
                 ended[f"episode {info['episode']}"] = bool(info.get('terminated', False))
                 if isinstance(info.get('length'), int):
@@ -151,10 +176,11 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
 
     episodes: list[Episode] = []
     current: list[tuple[np.ndarray, np.ndarray, float]] = []
-    opening = {'open': True, 'step': None}  # the recording's first episode; its first step index
+    opening = {'open': True, 'step': None}  # the recording's first episode; its first step
+    previous_step = [None]  # lockstep: the step index of the last step kept
 
     def close(terminated: bool, length: Any = None, label: str | None = None,
-              last_step: int | None = None) -> None:
+              last_step: int | None = None, next_obs: np.ndarray | None = None) -> None:
         was_first, opening['open'] = opening['open'], False
         if isinstance(length, int) and len(current) < length:
             short = {'episode': label or len(episodes), 'recorded_steps': len(current),
@@ -167,7 +193,8 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
             report.short_episodes.append(short)
             report.started_mid_episode |= was_first and mid
         if len(current) >= cfg.min_episode_steps:
-            obs = np.stack([c[0] for c in current] + [current[-1][0]]).astype(np.float32)
+            last = current[-1][0] if next_obs is None else next_obs
+            obs = np.stack([c[0] for c in current] + [last]).astype(np.float32)
             act = np.stack([c[1] for c in current]).astype(np.float32)
             rew = np.array([c[2] for c in current], np.float32)
             term = np.zeros(len(current), bool)
@@ -178,6 +205,13 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
             report.drop('episode too short')
         current.clear()
 
+    def drop_step(reason: str, observation: np.ndarray | None = None) -> None:
+        """This step is lost: count it, and end the episode part before it there."""
+        report.drop(reason)
+        if current:
+            report.splits += 1
+            close(terminated=False, next_obs=observation)
+
     for k, (t, stamped) in enumerate(zip(t_steps, pacing)):
         t_next = t_steps[k + 1] if k + 1 < len(t_steps) else t + max(gap_ns, 1)
         if k > 0 and (
@@ -186,6 +220,9 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
             if current:
                 close(terminated=False)
             opening['open'], opening['step'] = False, None
+        if stamped.msg is None:
+            drop_step('undecodable observation')
+            continue
         if by_step and opening['step'] is None and opening['open']:
             opening['step'] = int(stamped.msg.layout.data_offset)
             # Step indices count from the simulator's start: the first episode from step 0.
@@ -198,17 +235,26 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                 i = int(np.searchsorted(times, t, side='right')) - 1
                 if i < 0:
                     raise LookupError(f'no {source.topic} yet')
+                if msgs[i].msg is None:
+                    raise ValueError(f'{source.topic}: undecodable')
                 parts.append(source.extract(msgs[i].msg))
         except LookupError:
-            report.drop('observation source not heard from yet')
+            drop_step('observation source not heard from yet')
             continue
         except ValueError:
-            report.drop('malformed observation')
+            drop_step('malformed observation')
+            continue
+        obs = np.concatenate(parts)
+        if not _storable(obs):
+            drop_step('non-finite observation')
             continue
         if by_step:
             step = int(stamped.msg.layout.data_offset)
+            if current and previous_step[0] is not None and step != previous_step[0] + 1:
+                report.splits += 1  # steps missing from the recording: no transition across
+                close(terminated=False)
             if step not in answer:
-                report.drop('no command for this step')
+                drop_step('no command for this step', obs)
                 continue
             action = np.asarray(answer[step].msg.data, np.float64)
             if reward_by_index:
@@ -217,7 +263,15 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                                               step >= len(r_val))
             else:  # joined mid-run: which reward is which step is unknown; go by time
                 reward = float(r_val[(t_rew > t) & (t_rew <= t_next)].sum())
-            current.append((np.concatenate(parts), action, reward))
+            if current and action.shape != current[0][1].shape:
+                drop_step('command of another size', obs)
+                continue
+            if not _storable(action) or not np.isfinite(reward):
+                drop_step('non-finite command' if not _storable(action) else
+                          'undecodable or non-finite reward', obs)
+                continue
+            current.append((obs, action, reward))
+            previous_step[0] = step
             report.steps += 1
             label = _label(stamped.msg)
             last = k + 1 == len(pacing) or _label(pacing[k + 1].msg) != label
@@ -232,18 +286,27 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
             command = commands[first - 1]
             report.held_actions += 1
         else:
-            report.drop('no command yet')
+            drop_step('no command yet', obs)
+            continue
+        if command.msg is None:
+            drop_step('undecodable command', obs)
             continue
         action = np.asarray(command.msg.data, np.float64)
         if current and action.shape != current[0][1].shape:
-            report.drop('command of another size')
+            drop_step('command of another size', obs)
             continue
         window = (t_rew > t) & (t_rew <= t_next)
-        current.append((np.concatenate(parts), action, float(r_val[window].sum())))
+        reward = float(r_val[window].sum())
+        if not _storable(action) or not np.isfinite(reward):
+            drop_step('non-finite command' if not _storable(action) else
+                      'undecodable or non-finite reward', obs)
+            continue
+        current.append((obs, action, reward))
         report.steps += 1
-        ended = np.flatnonzero((t_end > t) & (t_end <= t_next))
-        if len(ended):
-            info = _episode_info(ends[int(ended[0])].msg.data)
+        ended_here = np.flatnonzero((t_end > t) & (t_end <= t_next))
+        if len(ended_here):  # an undecodable end still ends the episode (as a truncation)
+            end = ends[int(ended_here[0])]
+            info = _episode_info(end.msg.data) if end.msg is not None else {}
             close(terminated=bool(info.get('terminated', False)), length=info.get('length'))
     if current:
         close(terminated=False)
@@ -252,8 +315,9 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
 
 def _is_lockstep(pacing: list[Stamped], commands: list[Stamped]) -> bool:
     """Observations with episode labels and step indices, commands echoing the indices."""
-    return (bool(pacing) and bool(commands) and _label(pacing[0].msg) is not None and
-            any(int(c.msg.layout.data_offset) for c in commands[:100]))
+    head = next((m.msg for m in pacing if m.msg is not None), None)
+    return (head is not None and _label(head) is not None and
+            any(int(c.msg.layout.data_offset) for c in commands[:100] if c.msg is not None))
 
 
 def _is_resend(msg: Any, previous: Any) -> bool:
@@ -283,7 +347,7 @@ def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
     episodes: list[Episode] = []
     report = None
     for group in groups:
-        streams, read = read_bags(group, topics, progress)
+        streams, read = read_bags(group, topics, progress, keep_places=True)
         if report is None:
             report = ConversionReport(read)
         else:

@@ -43,7 +43,7 @@ class ReadReport:
 @dataclasses.dataclass(slots=True)
 class Stamped:
     stamp_ns: int  # the bag's (receive) timestamp
-    msg: Any
+    msg: Any  # None: an undecodable message kept in its place (read_bags(keep_places=True))
 
     def header_ns(self) -> int | None:
         header = getattr(self.msg, 'header', None)
@@ -76,10 +76,12 @@ def _is_bag(folder: Path) -> bool:
         p.suffix in ('.mcap', '.db3') for p in folder.iterdir())
 
 
-def read_bags(paths: list[str | Path], topics: dict[str, str], progress: bool = False
-              ) -> tuple[dict[str, list[Stamped]], ReadReport]:
+def read_bags(paths: list[str | Path], topics: dict[str, str], progress: bool = False,
+              keep_places: bool = False) -> tuple[dict[str, list[Stamped]], ReadReport]:
     """Messages of ``topics`` (topic -> our type name), per topic, sorted by bag time;
-    ``progress``: a progress bar per bag (large recordings)."""
+    ``progress``: a progress bar per bag (large recordings); ``keep_places``: an undecodable
+    message stays in its place as ``Stamped(stamp, None)`` (still counted as dropped), so
+    what is paired by order or time around it stays paired right."""
     store = typestore()
     report = ReadReport()
     raw: dict[str, list[tuple[int, bytes]]] = {t: [] for t in topics}
@@ -111,9 +113,11 @@ def read_bags(paths: list[str | Path], topics: dict[str, str], progress: bool = 
                 msg = deserialize(data, msgtype)
             except Exception:  # noqa: BLE001 - a corrupt payload
                 report.drop(topic, 'undecodable')
+                if keep_places:
+                    messages.append(Stamped(stamp, None))
                 continue
             messages.append(Stamped(stamp, msg))
-        report.read[topic] += len(messages)
+        report.read[topic] += sum(m.msg is not None for m in messages)
         out[topic] = messages
     return out, report
 

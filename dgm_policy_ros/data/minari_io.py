@@ -118,8 +118,25 @@ def load_dataset(dataset: str | os.PathLike) -> LoadedDataset:
     if len(dims) > 1:
         raise DatasetError(f'dataset {dataset_id}: episodes disagree on (obs, action) sizes '
                            f'{sorted(dims)}')
+    _check_totals(metadata, episodes, dataset_id)
     return LoadedDataset(dataset_id=dataset_id, path=path, episodes=episodes,
                          metadata=metadata)
+
+
+def _check_totals(metadata: dict[str, Any], episodes: list[Episode], dataset_id: str) -> None:
+    """The metadata's counts must describe the data (a file edited or mixed up is refused)."""
+    counted = {'total_episodes': len(episodes), 'total_steps': sum(len(e) for e in episodes)}
+    for key, actual in counted.items():
+        if key not in metadata:
+            continue
+        try:
+            recorded = int(np.asarray(metadata[key]).item())
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f'dataset {dataset_id}: metadata {key} is not a number: '
+                               f'{metadata[key]!r}') from exc
+        if recorded != actual:
+            raise DatasetError(f'dataset {dataset_id}: metadata says {key} = {recorded}, the '
+                               f'data holds {actual}')
 
 
 def _read_episode(mds, index: int, dataset_id: str) -> Episode:
