@@ -537,3 +537,16 @@ def test_dataset_metadata_must_agree_with_the_data(tmp_path, minari_root):
     path.write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match='metadata says total_steps = 9999, the data holds 20'):
         load_dataset('robot/test/meta-v0')
+
+
+def test_a_topic_of_another_type_is_refused_once_and_named(tmp_path):
+    topics = {'/obs': 'std_msgs/String', '/cmd': 'std_msgs/Float64MultiArray'}
+    with BagWriter(tmp_path / 'bag', topics) as bag:
+        for k in range(4):
+            bag.write('/obs', k, text('not numbers'))
+    with pytest.raises(DatasetError, match=r"/obs .* has no readable messages \(dropped: "
+                                           r"\{'type std_msgs/msg/String': 4\}\)"):
+        bag_to_episodes([tmp_path / 'bag'], SPEC)
+    streams, report = read_bags([tmp_path / 'bag'], {'/obs': 'std_msgs/Float64MultiArray'})
+    assert report.recovered == []
+    assert dict(report.dropped['/obs']) == {'type std_msgs/msg/String': 4}

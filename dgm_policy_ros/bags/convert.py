@@ -367,7 +367,10 @@ def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
         if not report.read.read[topic]:
             held = dict(sorted(report.read.available.items()))
             dropped = dict(report.read.dropped.get(topic, {}))
-            why = (f'is not in the bag(s), which hold {held}' if topic not in held else
+            errors = '; '.join(report.read.errors[:3])
+            why = (f'is not in the bag(s), which hold {held}' if held and topic not in held
+                   else f'is not in the bag(s): no topic could be read ({errors})'
+                   if topic not in held else
                    f'has no readable messages (dropped: {dropped})' if dropped else
                    'has no messages in the bag(s)')
             raise DatasetError(f'{topic} ({role} of the recording spec) {why}')

@@ -142,7 +142,8 @@ def _read_complete(bag: Path, topics, store, report, progress: bool = False
             listed[conn.topic] += conn.msgcount
         with tqdm(total=sum(listed.values()), unit='msg', desc=bag.name,
                   disable=not progress, mininterval=1.0) as bar:
-            for conn, stamp, data in reader.messages(connections=wanted):
+            # (rosbags reads every connection when given none: read none then.)
+            for conn, stamp, data in reader.messages(connections=wanted) if wanted else ():
                 bar.update(1)
                 records.append((conn.topic, stamp, bytes(data)))
     return records, listed
@@ -155,11 +156,14 @@ def _check_against_storage(bag: Path, topics, records, listed: collections.Count
     as empty with no error). A topic read short of its listed count, or empty, is read again
     from the storage itself; what that finds is used, and said."""
     got = collections.Counter(topic for topic, _, _ in records)
-    suspect = sorted(t for t in topics if got[t] < listed[t] or got[t] == 0)
+    other_type = {t for t in topics if report.available.get(t, ROS_TYPES[topics[t]]) !=
+                  ROS_TYPES[topics[t]]}  # refused for their type already: not missing
+    suspect = sorted(t for t in topics if t not in other_type and
+                     (got[t] < listed[t] or got[t] == 0))
     if not suspect:
         return records
     scratch = ReadReport()
-    direct = list(_read_damaged(bag, topics, scratch))
+    direct = [r for r in _read_damaged(bag, topics, scratch) if r[0] not in other_type]
     found = collections.Counter(topic for topic, _, _ in direct)
     if any(found[t] > got[t] for t in topics):
         report.recovered.append(str(bag))
