@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 
 from common import ensure_run, write_result  # noqa: E402
 
-from dgm_policy_ros.sim.evaluate import export_and_score  # noqa: E402
+from dgm_policy_ros.workflows.evaluation import export_and_score  # noqa: E402
 
 VARIANTS = [('argmax', 1), ('argmax', 4), ('argmax', 32), ('expectile', 32)]
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, ensure_bench_run, write_result  # noqa: E402
 from policies import our_config  # noqa: E402
 
-from dgm_policy_ros.sim.evaluate import export_and_score  # noqa: E402
+from dgm_policy_ros.workflows.evaluation import export_and_score  # noqa: E402
 
 
 def peer_scores(algo: str, dataset: str, seeds: list[int], steps: int) -> list[float]:

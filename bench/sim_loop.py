@@ -19,11 +19,11 @@ def main() -> int:
     parser.add_argument('--episodes', type=int, default=10)
     args = parser.parse_args()
 
-    from dgm_policy_ros.demo import DEFAULT_BUNDLE
     from dgm_policy_ros.resources import share_path
-    from dgm_policy_ros.ros.sim_loop import run_sim_loop
     from dgm_policy_ros.runtime import PolicyRunner
     from dgm_policy_ros.sim.evaluate import evaluate_runner
+    from dgm_policy_ros.workflows.demo import DEFAULT_BUNDLE
+    from dgm_policy_ros.workflows.sim_loop import run_sim_loop
 
     bundle = share_path('models', DEFAULT_BUNDLE)
     loop = run_sim_loop(bundle, episodes=args.episodes, lockstep=True,

@@ -8,8 +8,8 @@ from test_world_models import HIGH, LOW, linear_episodes, trained
 
 from dgm_policy_ros.augment.mopo import mopo_rollouts
 from dgm_policy_ros.augment.synther import TransitionDiffusion
-from dgm_policy_ros.augment.transitions_file import load_transitions, save_transitions
 from dgm_policy_ros.config import ConfigError
+from dgm_policy_ros.data.transitions_file import load_transitions, save_transitions
 
 
 def policy(obs):

@@ -204,13 +204,16 @@ def test_bundle_eval_in_mujoco_reproduces_the_training_evaluation(tmp_path, caps
 
     collect(CollectConfig(env='Hopper-v5', out='test/hopper/tiny-v0', steps=600, n_envs=2),
             progress=False)
+    from dgm_policy_ros.workflows.evaluation import score_snapshot
+
     run = tmp_path / 'run'
     # A policy that draws noise: the training evaluation must run what ships, the exported
     # bundle in the deployment runner with its seeded noise, to be reproduced exactly.
     trained = Trainer(TrainConfig(algo='gan_bc', dataset='test/hopper/tiny-v0', out=str(run),
                                   steps=200, eval_every=0, eval_episodes=3, tensorboard=False,
                                   progress=False, algo_config={'hidden': [64, 64],
-                                                               'inference_noise': 'normal'})).run()
+                                                               'inference_noise': 'normal'}),
+                      evaluate=score_snapshot).run()
     assert trained['eval_backend'] == 'onnxruntime-cpu'
     # Evaluating mid-run must leave torch's generator as it was (a resumed run restores it
     # from the checkpoint written just before).
@@ -218,7 +221,7 @@ def test_bundle_eval_in_mujoco_reproduces_the_training_evaluation(tmp_path, caps
 
     from dgm_policy_ros.training.trainer import load_run
     trainer = Trainer(TrainConfig(algo='gan_bc', dataset='test/hopper/tiny-v0', out=str(run),
-                                  tensorboard=False, progress=False))
+                                  tensorboard=False, progress=False), evaluate=score_snapshot)
     algo = load_run(run)[0]
     before = torch.get_rng_state()
     trainer._evaluate(algo)
@@ -247,9 +250,9 @@ def test_eval_of_a_bundle_without_an_environment_says_to_name_one(bundles, capsy
 
 def test_the_shipped_default_bundle_verifies_and_acts():
     """models/hopper_flow_bc is what `make demo` runs on a fresh machine."""
-    from dgm_policy_ros.demo import DEFAULT_BUNDLE
     from dgm_policy_ros.export.tensorrt_ops import unsupported_ops
     from dgm_policy_ros.resources import share_path
+    from dgm_policy_ros.workflows.demo import DEFAULT_BUNDLE
 
     bundle = load_bundle(share_path('models', DEFAULT_BUNDLE))  # hashes checked
     m = bundle.manifest

@@ -64,7 +64,7 @@ def test_config_parameters_are_declared_by_their_nodes():
     for path in (ROOT / 'config').glob('*.yaml'):
         data = yaml.safe_load(path.read_text())
         if not isinstance(data, dict):  # observation specs are lists of sources
-            from dgm_policy_ros.ros.observation_spec import load_observation_spec
+            from dgm_policy_ros.runtime.observation_spec import load_observation_spec
 
             assert load_observation_spec(path)
             continue

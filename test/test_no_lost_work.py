@@ -13,12 +13,12 @@ from dgm_policy_ros.export.onnx_export import ExportError, check_log_prob_parity
 
 def test_a_failing_final_evaluation_keeps_the_weights_and_says_why(tiny_dataset, tmp_path,  # noqa: F811
                                                                    monkeypatch):
-    import dgm_policy_ros.sim.evaluate as evaluate
+    import dgm_policy_ros.workflows.evaluation as evaluation
 
     def broken_export(*args, **kwargs):
         raise ExportError('log_prob graph differs from torch by 0.0017')
 
-    monkeypatch.setattr(evaluate, 'export_and_score', broken_export)
+    monkeypatch.setattr(evaluation, 'export_and_score', broken_export)
     run = tmp_path / 'run'
     from dgm_policy_ros.training.trainer import TrainConfig, Trainer
 
@@ -26,7 +26,7 @@ def test_a_failing_final_evaluation_keeps_the_weights_and_says_why(tiny_dataset,
                       checkpoint_every=10, log_every=10, eval_every=0, eval_env='Hopper-v5',
                       tensorboard=False, progress=False,
                       algo_config={'batch_size': 64, 'hidden': [64, 64]})
-    result = Trainer(cfg).run()
+    result = Trainer(cfg, evaluate=evaluation.score_snapshot).run()
     assert (run / 'model.safetensors').is_file()
     saved = json.loads((run / 'result.json').read_text())
     assert saved['eval_errors'] == result['eval_errors']

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dgm_policy_ros.config import ConfigError
-from dgm_policy_ros.ros.observation_spec import load_observation_spec, spec_width
+from dgm_policy_ros.runtime.observation_spec import load_observation_spec, spec_width
 
 pytest.importorskip('sensor_msgs', reason='ROS 2 message packages not installed')
 from nav_msgs.msg import Odometry  # noqa: E402

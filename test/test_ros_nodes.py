@@ -275,10 +275,10 @@ def test_lockstep_resends_only_when_the_command_is_late(ros):
 @pytest.mark.slow
 def test_lockstep_sim_loop_equals_in_process_evaluation(tmp_path):
     from dgm_policy_ros.export.onnx_export import export_bundle
-    from dgm_policy_ros.ros.sim_loop import run_sim_loop
     from dgm_policy_ros.sim.collect import CollectConfig, collect
     from dgm_policy_ros.sim.evaluate import evaluate_runner
     from dgm_policy_ros.training.trainer import TrainConfig, Trainer
+    from dgm_policy_ros.workflows.sim_loop import run_sim_loop
 
     collect(CollectConfig(env='Hopper-v5', out='test/hopper/loop-v0', steps=600, n_envs=2),
             progress=False)
@@ -316,7 +316,7 @@ def test_lockstep_sim_loop_equals_in_process_evaluation(tmp_path):
 def test_sim_loop_records_sqlite3_bags_with_the_offered_qos(tmp_path):
     import yaml
 
-    from dgm_policy_ros.ros.sim_loop import run_sim_loop
+    from dgm_policy_ros.workflows.sim_loop import run_sim_loop
 
     bundle = Path(__file__).parents[1] / 'models' / 'hopper_flow_bc'
     result = run_sim_loop(bundle, 'Hopper-v5', episodes=1, lockstep=True, seed=7,
@@ -415,7 +415,7 @@ def test_mjcf_robots_use_their_limits_keyframes_frame_skip_and_episode_ends(tmp_
 
 @pytest.mark.slow
 def test_sim_loop_runs_an_mjcf_robot(bundle, tmp_path):
-    from dgm_policy_ros.ros.sim_loop import MjcfTarget, run_sim_loop
+    from dgm_policy_ros.workflows.sim_loop import MjcfTarget, run_sim_loop
 
     (tmp_path / 'arm.xml').write_text(TWO_LINK)  # qpos, qvel: the tiny bundle's 4 values
     result = run_sim_loop(bundle, episodes=2, lockstep=True, seed=0,
@@ -468,11 +468,11 @@ def test_record_convert_retrain_loop(tmp_path):
     from dgm_policy_ros.bags.topics import RecordingSpec
     from dgm_policy_ros.data.minari_io import load_dataset
     from dgm_policy_ros.export.onnx_export import export_bundle
-    from dgm_policy_ros.ros.sim_loop import run_sim_loop
     from dgm_policy_ros.runtime import load_bundle
     from dgm_policy_ros.sim.collect import CollectConfig, collect
-    from dgm_policy_ros.training.retrain import retrain
     from dgm_policy_ros.training.trainer import TrainConfig, Trainer
+    from dgm_policy_ros.workflows.retrain import retrain
+    from dgm_policy_ros.workflows.sim_loop import run_sim_loop
 
     collect(CollectConfig(env='Hopper-v5', out='test/hopper/expert-v0', steps=3000, n_envs=2,
                           agent='Hopper-v5_375000_steps.zip'), progress=False)

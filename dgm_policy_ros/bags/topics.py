@@ -10,7 +10,7 @@ from typing import Any, Optional
 import yaml
 
 from dgm_policy_ros.config import Config, ConfigError
-from dgm_policy_ros.ros.observation_spec import ObservationSource, load_observation_spec
+from dgm_policy_ros.runtime.observation_spec import ObservationSource, load_observation_spec
 
 # Our type names (as in observation specs) -> ROS 2 interface names (as in bags).
 ROS_TYPES = {

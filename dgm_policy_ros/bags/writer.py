@@ -48,48 +48,35 @@ def typestore():
 
 def rosbags_qos(reliability: str, durability: str, depth: int, history: str = 'keep_last'):
     """A rosbags QoS record from policy names ('reliable', 'transient_local', ...)."""
-    from rosbags.interfaces import (
-        Qos,
-        QosDurability,
-        QosHistory,
-        QosLiveliness,
-        QosReliability,
-        QosTime,
-    )
+    from rosbags import interfaces as ri
 
-    never = QosTime(sec=0, nsec=0)
-    return Qos(history=QosHistory[history.upper()], depth=int(depth),
-               reliability=QosReliability[reliability.upper()],
-               durability=QosDurability[durability.upper()], deadline=never, lifespan=never,
-               liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=never,
-               avoid_ros_namespace_conventions=False)
+    never = ri.QosTime(sec=0, nsec=0)
+    return ri.Qos(history=ri.QosHistory[history.upper()], depth=int(depth),
+                  reliability=ri.QosReliability[reliability.upper()],
+                  durability=ri.QosDurability[durability.upper()], deadline=never,
+                  lifespan=never, liveliness=ri.QosLiveliness.AUTOMATIC,
+                  liveliness_lease_duration=never, avoid_ros_namespace_conventions=False)
 
 
 def qos_from_rclpy(profile) -> Any:
     """The rosbags QoS record of an rclpy ``QoSProfile`` (a publisher's offered QoS)."""
-    from rosbags.interfaces import (
-        Qos,
-        QosDurability,
-        QosHistory,
-        QosLiveliness,
-        QosReliability,
-        QosTime,
-    )
+    from rosbags import interfaces as ri
 
-    def time(duration) -> QosTime:
+    def time(duration) -> Any:
         ns = int(getattr(duration, 'nanoseconds', 0))
-        return QosTime(sec=ns // 1_000_000_000, nsec=ns % 1_000_000_000)
+        return ri.QosTime(sec=ns // 1_000_000_000, nsec=ns % 1_000_000_000)
 
     def enum(kind, policy):
         return kind.__members__.get(policy.name.upper(), kind.__members__['UNKNOWN'])
 
-    return Qos(history=enum(QosHistory, profile.history), depth=int(profile.depth),
-               reliability=enum(QosReliability, profile.reliability),
-               durability=enum(QosDurability, profile.durability),
-               deadline=time(profile.deadline), lifespan=time(profile.lifespan),
-               liveliness=enum(QosLiveliness, profile.liveliness),
-               liveliness_lease_duration=time(profile.liveliness_lease_duration),
-               avoid_ros_namespace_conventions=bool(profile.avoid_ros_namespace_conventions))
+    return ri.Qos(history=enum(ri.QosHistory, profile.history), depth=int(profile.depth),
+                  reliability=enum(ri.QosReliability, profile.reliability),
+                  durability=enum(ri.QosDurability, profile.durability),
+                  deadline=time(profile.deadline), lifespan=time(profile.lifespan),
+                  liveliness=enum(ri.QosLiveliness, profile.liveliness),
+                  liveliness_lease_duration=time(profile.liveliness_lease_duration),
+                  avoid_ros_namespace_conventions=bool(
+                      profile.avoid_ros_namespace_conventions))
 
 
 def _rosbags_writer_class():

@@ -144,7 +144,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         data = {**_read_yaml(Path(args.out) / 'config.yaml'), **overrides}
     cfg = TrainConfig.from_dict(data)
-    result = Trainer(cfg, resume=args.resume).run()
+    from dgm_policy_ros.workflows.evaluation import score_snapshot
+
+    result = Trainer(cfg, resume=args.resume, evaluate=score_snapshot).run()
     if int(os.environ.get('RANK', '0')) == 0:
         print(json.dumps(result, indent=2))
         for error in result.get('eval_errors', []):
@@ -157,8 +159,8 @@ def _cmd_augment_mopo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dgm_policy_ros.augment.mopo import mopo_rollouts
-    from dgm_policy_ros.augment.transitions_file import save_transitions
     from dgm_policy_ros.data.minari_io import load_dataset
+    from dgm_policy_ros.data.transitions_file import save_transitions
     from dgm_policy_ros.runtime import PolicyRunner
     from dgm_policy_ros.training.trainer import load_run
 
@@ -181,8 +183,8 @@ def _cmd_augment_synther(args: argparse.Namespace) -> int:
     import torch
 
     from dgm_policy_ros.augment.synther import TransitionDiffusion
-    from dgm_policy_ros.augment.transitions_file import save_transitions
     from dgm_policy_ros.data.minari_io import load_dataset
+    from dgm_policy_ros.data.transitions_file import save_transitions
 
     torch.manual_seed(args.seed)
     ds = load_dataset(args.dataset)
@@ -260,7 +262,7 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim_loop(args: argparse.Namespace) -> int:
-    from dgm_policy_ros.ros.sim_loop import MjcfTarget, run_sim_loop
+    from dgm_policy_ros.workflows.sim_loop import MjcfTarget, run_sim_loop
 
     mjcf = MjcfTarget(args.mjcf, args.keyframe, args.frame_skip, args.max_episode_steps) \
         if args.mjcf else None
@@ -300,7 +302,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
-    from dgm_policy_ros.training.retrain import retrain
+    from dgm_policy_ros.workflows.retrain import retrain
 
     summary = retrain(args.bundle, args.dataset, args.out, args.bundle_out, steps=args.steps,
                       mix_original=args.mix_original, seed=args.seed,
@@ -325,7 +327,7 @@ def _cmd_bag2minari(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from dgm_policy_ros.demo import run_data_pipeline_demo, run_sim_in_the_loop_demo
+    from dgm_policy_ros.workflows.demo import run_data_pipeline_demo, run_sim_in_the_loop_demo
 
     if args.data_pipeline:
         return run_data_pipeline_demo(args.out, steps=args.steps, seed=args.seed)

@@ -21,9 +21,9 @@ from torch import nn
 
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.diffusion import DDIMSampler, NoiseSchedule
-from dgm_policy_ros.diffusion.settings import DiffusionSettings
 from dgm_policy_ros.networks.denoisers import CHUNK_DENOISERS, make_denoiser
 from dgm_policy_ros.policies.denoiser_ema import DenoiserEMA
+from dgm_policy_ros.policies.diffusion_settings import DiffusionSettings
 from dgm_policy_ros.runtime.history import HistorySpec
 from dgm_policy_ros.training.algorithm import ChunkConfig, ChunkedAlgorithm, DataSpec, NoiseSpec
 

@@ -15,10 +15,10 @@ import torch
 
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.diffusion import DDIMSampler, NoiseSchedule
-from dgm_policy_ros.diffusion.settings import DiffusionSettings
 from dgm_policy_ros.networks.denoisers import DENOISERS, make_denoiser
 from dgm_policy_ros.policies.critics import TwinQ, make_target
 from dgm_policy_ros.policies.denoiser_ema import DenoiserEMA
+from dgm_policy_ros.policies.diffusion_settings import DiffusionSettings
 from dgm_policy_ros.training.algorithm import Algorithm, DataSpec, NoiseSpec
 
 

@@ -56,8 +56,8 @@ from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.ros import spin_until_shutdown
 from dgm_policy_ros.ros.diagnostics import DiagnosticsReporter
 from dgm_policy_ros.ros.guard import guarded
-from dgm_policy_ros.ros.observation_spec import load_observation_spec, spec_width
 from dgm_policy_ros.runtime import ObservationError, PolicyRunner
+from dgm_policy_ros.runtime.observation_spec import load_observation_spec, spec_width
 
 ACTION_TYPES = ('std_msgs/Float64MultiArray', 'trajectory_msgs/JointTrajectory')
 BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'onnxruntime-cpu')

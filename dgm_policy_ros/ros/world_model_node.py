@@ -25,8 +25,8 @@ from std_msgs.msg import Float64, Float64MultiArray
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.ros import run_node
 from dgm_policy_ros.ros.guard import guarded
-from dgm_policy_ros.ros.observation_spec import load_observation_spec, spec_width
 from dgm_policy_ros.runtime import ObservationError
+from dgm_policy_ros.runtime.observation_spec import load_observation_spec, spec_width
 from dgm_policy_ros.runtime.world_model_runner import WorldModelRunner
 
 

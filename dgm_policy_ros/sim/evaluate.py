@@ -12,8 +12,7 @@ given) is called with a batch of history windows instead, each environment keepi
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -127,18 +126,3 @@ def _run(policy: ChunkPolicy, env_id: str, indices: list[int], seed: int,
     finally:
         for env in envs:
             env.close()
-
-
-def export_and_score(run_dir: str | Path, out: str | Path, episodes: int, seed: int,
-                     overrides: dict[str, Any] | None = None):
-    """Export a run (fp32, with deploy-time ``overrides``) to the bundle ``out`` and score it
-    through the deployment runner on its training run's evaluation episodes, the runner's
-    noise seeded with ``seed``: what ships is what is scored. Training's evaluation and the
-    benchmarks both score this way. Returns the runner (for timing it further) and the
-    result. Needs torch (the export); the runner it scores with does not."""
-    from dgm_policy_ros.export.onnx_export import export_bundle
-    from dgm_policy_ros.runtime.runner import PolicyRunner
-
-    bundle = export_bundle(run_dir, out, overwrite=True, fp16=False, overrides=overrides)
-    runner = PolicyRunner(bundle, backend=EVAL_BACKEND, seed=seed)
-    return runner, evaluate_runner(runner, episodes=episodes)

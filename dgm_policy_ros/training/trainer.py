@@ -21,7 +21,7 @@ from pathlib import Path
 import shutil
 import tempfile
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -35,6 +35,8 @@ from dgm_policy_ros.training.device import check_device_name, resolve_device
 from dgm_policy_ros.training.logger import RunLogger, plot_learning_curve
 from dgm_policy_ros.training.registry import get_algorithm
 from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_yaml
+
+Evaluate = Callable[[Path, int, int], dict[str, float]]
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +149,13 @@ def _read_yaml(path: Path) -> dict:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+    def __init__(self, cfg: TrainConfig, resume: bool = False,
+                 evaluate: Evaluate | None = None) -> None:
+        """``evaluate``: scores a run folder holding one step's weights, ``(folder,
+        episodes, seed) -> {metric: value}``; the trainer does not know how (the workflows
+        layer exports and scores what ships). Needed when ``cfg`` asks for evaluation."""
         self.cfg = cfg
+        self.evaluate = evaluate
         self.run_dir = Path(cfg.out)
         self.resume = resume
         self.world_size = int(os.environ.get('WORLD_SIZE', '1'))
@@ -232,6 +239,10 @@ class Trainer:
         if distributed:
             algo.enable_ddp()
         env_id = cfg.eval_env or ds.env_id
+        if env_id and not world_model and cfg.eval_every >= 0 and self.evaluate is None:
+            raise ConfigError('this run asks for evaluation (eval_every >= 0 and an '
+                              'environment) but the trainer was given no evaluate function; '
+                              'dgm train gives it one, or set eval_every: -1')
         start = 0
         ckpt_dir = self.run_dir / 'checkpoints'
         if self.resume:
@@ -295,8 +306,9 @@ class Trainer:
                         log.error('evaluation at step %d failed (training goes on): %s', step,
                                   eval_errors[-1], exc_info=True)
                     eval_seconds += time.perf_counter() - eval_started
-                    if logger and last_eval:
-                        logger.log(step, {f'eval/{k}': v for k, v in last_eval.items()})
+                    if logger and last_eval:  # numbers only (evaluate may say how it scored)
+                        logger.log(step, {f'eval/{k}': v for k, v in last_eval.items()
+                                          if isinstance(v, (int, float))})
         finally:
             bar.close()
             if logger:
@@ -307,10 +319,6 @@ class Trainer:
                   'eval_s': eval_seconds,
                   'steps_per_s': (cfg.steps - start) / max(wall - eval_seconds, 1e-9),
                   **last_eval}
-        if last_eval and not world_model:
-            from dgm_policy_ros.sim.evaluate import EVAL_BACKEND
-
-            result['eval_backend'] = EVAL_BACKEND
         if eval_errors:  # recorded and reported; the weights are written all the same
             result['eval_errors'] = eval_errors
         if lead:
@@ -325,13 +333,13 @@ class Trainer:
         cfg = self.cfg
         if not cfg.extra_transitions:
             return algo.make_sampler(episodes, seed)
-        from dgm_policy_ros.augment.transitions_file import load_transitions
         from dgm_policy_ros.data.samplers import (
             MixedSampler,
             TransitionSampler,
             transitions_from_arrays,
         )
         from dgm_policy_ros.data.transitions import flatten_episodes
+        from dgm_policy_ros.data.transitions_file import load_transitions
 
         if algo.sampler_kind != 'transitions':
             raise ConfigError(f'{cfg.algo} learns from sequences or chunks; extra transitions '
@@ -357,13 +365,9 @@ class Trainer:
         return step == self.cfg.steps or (every > 0 and step % every == 0)
 
     def _evaluate(self, algo: Algorithm) -> dict[str, float]:
-        """Score the current weights as they would ship (``export_and_score``: exported to a
-        bundle, run by the deployment runner on the run's evaluation environment and seeds,
-        noise seeded with the run's seed as `dgm eval --seed` seeds it), not the torch model.
-        The runner's noise comes from its own generator, so evaluating never perturbs the
-        training RNG streams and a resumed run computes what an uninterrupted one does."""
-        from dgm_policy_ros.sim.evaluate import export_and_score
-
+        """Score the current weights with ``self.evaluate`` on a snapshot run folder. Its
+        runner draws noise from its own generator, so evaluating never perturbs the training
+        RNG streams and a resumed run computes what an uninterrupted one does."""
         # Rebuilding the model for export initializes layers from torch's generator: fork it,
         # or a run evaluated after a checkpoint would go on differently from one resumed there.
         with tempfile.TemporaryDirectory(prefix='dgm-eval-') as tmp, \
@@ -373,9 +377,7 @@ class Trainer:
             for name in ('config.yaml', 'spec.json'):  # spec.json names the env
                 shutil.copyfile(self.run_dir / name, snapshot / name)
             (snapshot / 'model.safetensors').write_bytes(_weights_bytes(algo))
-            result = export_and_score(snapshot, Path(tmp) / 'bundle', self.cfg.eval_episodes,
-                                      self.cfg.seed)[1]
-        return result.summary()
+            return dict(self.evaluate(snapshot, self.cfg.eval_episodes, self.cfg.seed))
 
     def _checkpoint(self, folder: Path, step: int, algo: Algorithm, sampler, lead: bool) -> None:
         states = [sampler.get_state()]

@@ -22,7 +22,7 @@ DEFAULT_BUNDLE = 'hopper_flow_bc'
 def run_sim_in_the_loop_demo(episodes: int = 5, plot: str = 'sim_loop.png',
                              lockstep: bool = True) -> int:
     from dgm_policy_ros.resources import share_path
-    from dgm_policy_ros.ros.sim_loop import run_sim_loop
+    from dgm_policy_ros.workflows.sim_loop import run_sim_loop
 
     bundle = share_path('models', DEFAULT_BUNDLE)
     print(f'sim-in-the-loop: {bundle} vs mujoco_sim_node (Hopper-v5), {episodes} episodes, '
