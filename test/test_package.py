@@ -7,6 +7,8 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -94,3 +96,18 @@ def test_no_source_file_is_git_ignored():
     result = subprocess.run(['git', 'check-ignore', '--stdin'], input='\n'.join(sources),
                             capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == '', f'git ignores source files: {result.stdout}'
+
+
+def test_generated_docs_are_current():
+    """docs/ros.md and the algorithms' settings tables come from the code (docs/generate.py)."""
+    pytest.importorskip('rclpy', reason='rclpy not installed: the node modules need it')
+    result = subprocess.run([sys.executable, str(ROOT / 'docs' / 'generate.py'), '--check'],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_readme_links_resolve():
+    for doc in [ROOT / 'README.md', *sorted((ROOT / 'docs').rglob('*.md'))]:
+        for target in re.findall(r'\]\(([^)#\s]+)\)', doc.read_text()):
+            if not target.startswith(('http://', 'https://')):
+                assert (doc.parent / target).exists(), f'{doc.name} links to missing {target}'

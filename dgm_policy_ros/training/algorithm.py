@@ -35,9 +35,9 @@ from dgm_policy_ros.training.device import module_device
 class AlgoConfig(Config):
     """Hyper-parameters shared by every algorithm; subclasses add their own."""
 
-    batch_size: int = 256
-    hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
-    lr: float = 3e-4
+    batch_size: int = 256  # transitions (or windows, chunks) per gradient step
+    hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256])  # layer widths
+    lr: float = 3e-4  # Adam learning rate
 
     # Settings added after runs were saved without them, with the value those runs were
     # trained with (which may differ from today's default): a saved config that lacks a key
