@@ -14,6 +14,21 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
 
 
+# Small sizes per algorithm, so tests train in seconds (the defaults are sized for MuJoCo).
+SQ_DIFFUSION = {'n_candidates': 4, 'critic_hidden': [64, 64]}
+TEST_SIZES = {
+    'diffusion_bc': {'horizon': 4, 'n_action_steps': 2, 'diffusion_steps': 20,
+                     'sampling_steps': 5},
+    'dt': {'context': 5, 'embed_dim': 32, 'layers': 1, 'heads': 2, 'dropout': 0.0,
+           'warmup_steps': 10, 'lr': 1e-3},
+    'bcq': {'vae_hidden': [64, 64], 'n_samples': 4},
+    'idql': SQ_DIFFUSION, 'diffusion_ql': SQ_DIFFUSION,
+    'wm_diffusion': {'diffusion_steps': 20, 'sampling_steps': 5, 'samples': 4},
+    'wm_ensemble': {'members': 3},
+    'wm_cvae': {'samples': 4},
+}
+
+
 @pytest.fixture(autouse=True)
 def minari_root(tmp_path, monkeypatch):
     """Every test writes datasets into its own folder."""

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from conftest import TEST_SIZES
 import numpy as np
 import pytest
 import torch
@@ -70,7 +71,7 @@ def _spec(episodes):
 
 def _make(name, **overrides):
     cls = get_algorithm(name)
-    cfg = cls.config_class.from_dict({**SMALL, **getattr(cls, 'test_overrides', {}),
+    cfg = cls.config_class.from_dict({**SMALL, **TEST_SIZES.get(cls.name, {}),
                                       **overrides})
     torch.manual_seed(0)
     return cls(cfg, _spec(_episodes()))
@@ -156,8 +157,7 @@ def _train(name, out, steps, resume=False, dataset=None, extra=None, **kw):
     cfg = TrainConfig(algo=name, dataset=str(dataset), out=str(out), steps=steps,
                       checkpoint_every=20, log_every=10, eval_every=-1, seed=3,
                       tensorboard=False, progress=False,
-                      algo_config={**SMALL, **getattr(get_algorithm(name), 'test_overrides',
-                                                      {}), **(extra or {})}, **kw)
+                      algo_config={**SMALL, **TEST_SIZES.get(name, {}), **(extra or {})}, **kw)
     return Trainer(cfg, resume=resume).run()
 
 
@@ -502,3 +502,19 @@ def test_flow_log_prob_is_a_density_over_the_action_box():
         expert = torch.from_numpy(_expert(obs.numpy()))
         far = torch.from_numpy(np.where(expert.numpy() > (LOW + HIGH) / 2, LOW, HIGH) * 0.95)
         assert algo.log_prob(obs, expert) > algo.log_prob(obs, far) + 2.0
+
+
+def test_the_algorithm_contract_is_checked_when_a_class_is_made():
+    from dgm_policy_ros.training.algorithm import Algorithm
+
+    with pytest.raises(TypeError, match='family must be one of'):
+        type('Odd', (Algorithm,), {'name': 'odd', 'family': 'magic'})
+    with pytest.raises(TypeError, match='declares log_prob but has no log_prob'):
+        type('NoDensity', (Algorithm,), {'name': 'nd', 'family': 'flow',
+                                         'extra_graphs': frozenset({'log_prob'})})
+    half = type('Half', (Algorithm,), {'name': 'half', 'family': 'baseline'})
+    with pytest.raises(TypeError, match='abstract'):  # act, update, optimizers: required
+        half(None, None)
+    for name in ALL:  # every registered algorithm declares what it is
+        cls = get_algorithm(name)
+        assert cls.name == name and cls.kind == 'policy'

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """World models: each learns a known linear system; the contract (resume, config) holds;
 uncertainty rises away from the data."""
+from conftest import TEST_SIZES
 import numpy as np
 import pytest
 from test_policies import NEEDS_GPU, tiny_dataset  # noqa: F401 - fixture
@@ -38,7 +39,7 @@ def linear_episodes(n=40, steps=50, seed=0, a=A):
 def make(name, episodes, **overrides):
     cls = get_algorithm(name)
     cfg = cls.config_class.from_dict({'hidden': [64, 64], 'batch_size': 128,
-                                      **getattr(cls, 'test_overrides', {}), **overrides})
+                                      **TEST_SIZES.get(cls.name, {}), **overrides})
     torch.manual_seed(0)
     stats = DatasetSplit.create(episodes, 0.0).stats
     return cls(cfg, DataSpec(3, 2, stats, LOW, HIGH))
@@ -104,7 +105,7 @@ def test_world_model_training_resumes_exactly_and_reports_held_out_metrics(
                           checkpoint_every=20, log_every=10, eval_every=0, seed=3,
                           val_fraction=0.25, tensorboard=False, progress=False,
                           algo_config={'hidden': [32, 32], 'batch_size': 64,
-                                       **getattr(get_algorithm(name), 'test_overrides', {})})
+                                       **TEST_SIZES.get(name, {})})
         return Trainer(cfg, resume=resume).run()
 
     result = _train(tmp_path / 'straight')
@@ -146,7 +147,7 @@ def test_world_model_trains_on_the_gpu_and_steps_alike_on_the_cpu(
                       steps=60, log_every=10, eval_every=0, seed=3, val_fraction=0.25,
                       tensorboard=False, progress=False, device='cuda',
                       algo_config={'hidden': [32, 32], 'batch_size': 64,
-                                   **getattr(get_algorithm(name), 'test_overrides', {})})
+                                   **TEST_SIZES.get(name, {})})
     result = Trainer(cfg).run()
     assert np.isfinite(result['one_step_mse']) and np.isfinite(result['open_loop_mse_h5'])
     cpu, _, _ = load_run(tmp_path / 'run')

@@ -166,7 +166,7 @@ def _cmd_augment_mopo(args: argparse.Namespace) -> int:
 
     source = Path(args.world_model)
     model, _, _ = load_run(source / 'training' if (source / 'training').is_dir() else source)
-    if not hasattr(model, 'sample_member'):
+    if model.name != 'wm_ensemble':
         raise ConfigError(f'{source} is not a wm_ensemble: MOPO needs ensemble disagreement')
     runner = PolicyRunner(args.policy, backend='onnxruntime-cpu', seed=args.seed)
     ds = load_dataset(args.dataset)

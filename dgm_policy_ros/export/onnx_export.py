@@ -155,7 +155,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
     """``overrides``: deploy-time algorithm settings (e.g. ``{'sampling_steps': 5}``)."""
     run_dir, out = Path(run_dir), Path(out)
     algo, cfg, info = load_run(run_dir, overrides=overrides)
-    if getattr(algo, 'kind', 'policy') == 'world_model':
+    if algo.kind == 'world_model':
         from dgm_policy_ros.export.world_model_export import export_world_model
 
         return export_world_model(run_dir, out, overwrite=overwrite, seed=seed)
@@ -180,9 +180,9 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
             rows_off = {'tolerance': FP16_ROW_TOLERANCE, 'rows': len(rows),
                         'over': int((rows > FP16_ROW_TOLERANCE).sum())}
         sampler = None
-        if hasattr(algo, 'step_module') and not algo.noise_specs()[1:]:  # deterministic DDIM
+        if 'denoise_step' in algo.extra_graphs and not algo.noise_specs()[1:]:  # plain DDIM
             sampler = _export_sampling_steps(algo, tmp, rng, graphs)
-        if hasattr(algo, 'log_prob'):
+        if 'log_prob' in algo.extra_graphs:
             graphs['log_prob'] = 'log_prob.onnx'
             _export_log_prob(algo, tmp / 'log_prob.onnx', rng)
         files = {name: sha256_file(tmp / name) for name in graphs.values()}

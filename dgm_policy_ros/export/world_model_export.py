@@ -68,7 +68,7 @@ def export_world_model(run_dir: str | Path, out: str | Path, overwrite: bool = F
 
     run_dir, out = Path(run_dir), Path(out)
     model, cfg, info = load_run(run_dir)
-    if getattr(model, 'kind', 'policy') != 'world_model':
+    if model.kind != 'world_model':
         raise ExportError(f'{run_dir} holds a policy: use export_bundle')
     rng = np.random.default_rng(seed)
     module = WorldModelStep(model).eval()

@@ -98,7 +98,6 @@ class BCQ(Algorithm):
     family = 'vae'
     config_class = BCQConfig
     monitored_loss = 'vae_loss'
-    test_overrides = {'vae_hidden': [64, 64], 'n_samples': 4}
 
     def __init__(self, cfg: BCQConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)

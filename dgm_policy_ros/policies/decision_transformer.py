@@ -70,8 +70,6 @@ class DecisionTransformer(Algorithm):
     family = 'transformer'
     config_class = DTConfig
     sampler_kind = 'sequences'
-    test_overrides = {'context': 5, 'embed_dim': 32, 'layers': 1, 'heads': 2, 'dropout': 0.0,
-                      'warmup_steps': 10, 'lr': 1e-3}
 
     def __init__(self, cfg: DTConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)

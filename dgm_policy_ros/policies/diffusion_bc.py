@@ -64,9 +64,8 @@ class DiffusionBCConfig(DiffusionSettings, ChunkConfig):
 class DiffusionBC(DenoiserEMA, ChunkedAlgorithm):
     name = 'diffusion_bc'
     family = 'diffusion'
+    extra_graphs = frozenset({'denoise_step'})  # the sampling loop in the runner
     config_class = DiffusionBCConfig
-    test_overrides = {'horizon': 4, 'n_action_steps': 2, 'diffusion_steps': 20,
-                      'sampling_steps': 5}
 
     def __init__(self, cfg: DiffusionBCConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)

@@ -121,6 +121,7 @@ class FlowBC(Algorithm):
     name = 'flow_bc'
     family = 'flow'
     config_class = FlowBCConfig
+    extra_graphs = frozenset({'log_prob'})  # the node's out-of-distribution guard
     monitored_loss = 'nll'
 
     def __init__(self, cfg: FlowBCConfig, spec: DataSpec) -> None:

@@ -60,7 +60,6 @@ class QGuidedDiffusion(DenoiserEMA, Algorithm):
 
     family = 'diffusion'
     chooses_among_candidates = True
-    test_overrides = {'n_candidates': 4, 'critic_hidden': [64, 64]}
 
     def __init__(self, cfg: QDiffusionConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)

@@ -14,6 +14,7 @@ serve them all.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, ClassVar, Sequence
 
@@ -92,19 +93,58 @@ class ChunkConfig(AlgoConfig):
 NoiseSpec = NoiseInput
 
 
-class Algorithm(nn.Module):
-    """Base class of every policy. Subclasses set the class attributes and implement
-    ``act``, ``update`` and ``optimizers``."""
+FAMILIES = ('baseline', 'vae', 'gan', 'flow', 'transformer', 'diffusion', 'ensemble')
+KINDS = ('policy', 'world_model')
+SAMPLER_KINDS = ('transitions', 'chunks', 'sequences')
+# Graphs a bundle may carry besides the policy, each a capability an algorithm declares (and
+# implements: ``log_prob(obs, action)``; ``step_module()`` and ``decode_module()``).
+EXTRA_GRAPHS = ('log_prob', 'denoise_step')
+
+
+class Algorithm(nn.Module, abc.ABC):
+    """Base class of every policy and world model: the one contract every family keeps.
+
+    A concrete subclass sets ``name``, ``family`` and ``config_class`` (checked when the class
+    is made) and implements ``act``, ``update`` and ``optimizers``; what else it can do is
+    declared, not probed: ``kind`` and ``extra_graphs``."""
 
     name: ClassVar[str]
-    family: ClassVar[str]  # baseline | vae | gan | flow | transformer | diffusion
+    family: ClassVar[str]  # one of FAMILIES
+    kind: ClassVar[str] = 'policy'  # one of KINDS
+    extra_graphs: ClassVar[frozenset[str]] = frozenset()  # from EXTRA_GRAPHS
     config_class: ClassVar[type[AlgoConfig]] = AlgoConfig
-    sampler_kind: ClassVar[str] = 'transitions'  # transitions | chunks | sequences
+    sampler_kind: ClassVar[str] = 'transitions'  # one of SAMPLER_KINDS
     ddp_modules: ClassVar[tuple[str, ...]] = ()  # sub-modules wrapped by DDP under torchrun
     monitored_loss: ClassVar[str] = 'loss'  # the loss that must fall (tests, benchmarks)
     # Picks one of several candidate actions by a score: rounding may flip a near tie, which
     # the export's parity check allows on a few rows (export/onnx_export.py).
     chooses_among_candidates: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if 'name' not in cls.__dict__:
+            return  # an intermediate base (ChunkedAlgorithm, WorldModel, ...)
+        problems = []
+        if not isinstance(cls.name, str) or not cls.name:
+            problems.append('name must be a non-empty string')
+        if getattr(cls, 'family', None) not in FAMILIES:
+            problems.append(f'family must be one of {FAMILIES}')
+        if cls.kind not in KINDS:
+            problems.append(f'kind must be one of {KINDS}')
+        if cls.sampler_kind not in SAMPLER_KINDS:
+            problems.append(f'sampler_kind must be one of {SAMPLER_KINDS}')
+        if not (isinstance(cls.config_class, type) and issubclass(cls.config_class, AlgoConfig)
+                and dataclasses.is_dataclass(cls.config_class)):
+            problems.append('config_class must be an AlgoConfig dataclass')
+        unknown = set(cls.extra_graphs) - set(EXTRA_GRAPHS)
+        if unknown:
+            problems.append(f'extra_graphs {sorted(unknown)} are not among {EXTRA_GRAPHS}')
+        needs = {'log_prob': ('log_prob',), 'denoise_step': ('step_module', 'decode_module')}
+        for graph in cls.extra_graphs & set(needs):
+            problems += [f'declares {graph} but has no {method}()' for method in needs[graph]
+                         if not callable(getattr(cls, method, None))]
+        if problems:
+            raise TypeError(f'{cls.__qualname__}: ' + '; '.join(problems))
 
     def __init__(self, cfg: AlgoConfig, spec: DataSpec) -> None:
         super().__init__()
@@ -145,14 +185,17 @@ class Algorithm(nn.Module):
         return ['obs', *(history.fields if history else ())]
 
     # -- to implement ---------------------------------------------------------------
+    @abc.abstractmethod
     def act(self, obs: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Actions (B, H, A) in the robot's units from raw inputs and explicit noise."""
 
+    @abc.abstractmethod
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        raise NotImplementedError
+        """One gradient step on a batch; the losses, as floats."""
 
+    @abc.abstractmethod
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        raise NotImplementedError
+        """Every optimizer by name (checkpoints save and restore them)."""
 
     # -- provided -------------------------------------------------------------------
     def make_sampler(self, episodes: Sequence[Episode], seed: int):

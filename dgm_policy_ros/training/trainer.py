@@ -233,7 +233,7 @@ class Trainer:
         algo.to(self.device)
         train_eps = [ds.episodes[i] for i in split.train_episodes]
         # World models are scored on held-out episodes, not in MuJoCo.
-        world_model = getattr(algo, 'kind', 'policy') == 'world_model'
+        world_model = algo.kind == 'world_model'
         held_out = [ds.episodes[i] for i in split.val_episodes] or train_eps
         sampler = self._sampler(algo, train_eps, cfg.seed + 7 * self.rank)
         if distributed:

@@ -31,7 +31,6 @@ class CVAEWorldModel(WorldModel):
     name = 'wm_cvae'
     family = 'vae'
     config_class = CVAEWorldModelConfig
-    test_overrides = {'samples': 4}
 
     def __init__(self, cfg: CVAEWorldModelConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)

@@ -34,7 +34,6 @@ class DiffusionWorldModel(WorldModel):
     name = 'wm_diffusion'
     family = 'diffusion'
     config_class = DiffusionWorldModelConfig
-    test_overrides = {'diffusion_steps': 20, 'sampling_steps': 5, 'samples': 4}
 
     def __init__(self, cfg: DiffusionWorldModelConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)

@@ -50,7 +50,6 @@ class GaussianEnsemble(WorldModel):
     name = 'wm_ensemble'
     family = 'ensemble'
     config_class = EnsembleConfig
-    test_overrides = {'members': 3}
 
     def __init__(self, cfg: EnsembleConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)
