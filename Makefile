@@ -33,7 +33,7 @@ bench-deps: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps d3rlpy==2.8.1
 
 bench-datasets: $(STAMP)
-	$(BIN)/python bench/datasets.py --envs Hopper-v5 HalfCheetah-v5 --steps-per-dataset 100000
+	$(BIN)/python -m bench.datasets --envs Hopper-v5 HalfCheetah-v5 --steps-per-dataset 100000
 
 # The retraining loop in one command (README, "The retraining loop"): the default policy with
 # exploration noise in sim-in-the-loop, recorded; the bag converted; the policy fine-tuned on it

@@ -22,10 +22,9 @@ import sys
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from bench.common import write_result
 
-from common import write_result  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 ROOT = HERE.parent
 WORK = ROOT / 'runs' / 'augmentation'

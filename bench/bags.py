@@ -18,10 +18,9 @@ import sys
 import tempfile
 import time
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from bench.common import write_result
 
-from common import write_result  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 MS = 1_000_000
 SPEC_DICT = {

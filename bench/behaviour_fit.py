@@ -22,12 +22,10 @@ import sys
 
 import numpy as np
 
+from bench.common import ensure_bench_run, write_result
+from dgm_policy_ros.workflows.evaluation import export_and_score
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import ensure_bench_run, write_result  # noqa: E402
-
-from dgm_policy_ros.workflows.evaluation import export_and_score  # noqa: E402
 
 ALONE = {'idql': {'selection': 'argmax', 'n_candidates': 1}}  # the behaviour model by itself
 # idql's settings before this table settled its defaults (100 noise levels, 10 DDIM steps,

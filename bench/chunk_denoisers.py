@@ -17,13 +17,11 @@ import sys
 
 import numpy as np
 
+from bench.common import ensure_run, write_result
+from bench.latency import race
+from dgm_policy_ros.workflows.evaluation import export_and_score
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import ensure_run, write_result  # noqa: E402
-from latency import race  # noqa: E402
-
-from dgm_policy_ros.workflows.evaluation import export_and_score  # noqa: E402
 
 WIDTHS = {'mlp': [256, 256, 256], 'unet': [32, 64]}
 ARMS = ['mlp-epsilon', 'mlp-sample', 'unet-sample']  # denoiser-prediction

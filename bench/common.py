@@ -44,6 +44,14 @@ def machine_description() -> str:
             f'{platform.release()}; Python {platform.python_version()}')
 
 
+def invocation() -> list[str]:
+    """This process's command line as typed: ``-m bench.<name> ...`` for a benchmark."""
+    script = Path(sys.argv[0])
+    if script.suffix == '.py' and script.resolve().parent == RESULTS.parent:
+        return ['-m', f'bench.{script.stem}', *sys.argv[1:]]
+    return list(sys.argv)
+
+
 def write_result(name: str, title: str, body: str) -> Path:
     """Write bench/results/<name>.md with a header naming the machine and the command.
 
@@ -51,7 +59,7 @@ def write_result(name: str, title: str, body: str) -> Path:
     bench/results/<name>.notes.md and is appended to every rewrite: tables built from cached
     runs are rebuilt often (more seeds, ``--table-only``), and text edited into the table
     itself would be lost each time."""
-    command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
+    command = 'python ' + ' '.join(shlex.quote(a) for a in invocation())
     text = (f'# {title}\n\n'
             f'- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}\n'
             f'- machine: {machine_description()}\n'

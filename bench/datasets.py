@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 import sys
 import time
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import write_result  # noqa: E402
-
-from dgm_policy_ros.sim.collect import collect_suite  # noqa: E402
+from bench.common import write_result
+from dgm_policy_ros.sim.collect import collect_suite
 
 
 def main() -> int:

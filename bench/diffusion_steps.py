@@ -14,11 +14,10 @@ import sys
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from bench.common import RESULTS, ensure_run, write_result
+from bench.latency import race
 
-from common import RESULTS, ensure_run, write_result  # noqa: E402
-from latency import race  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:

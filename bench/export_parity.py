@@ -6,13 +6,10 @@ operators used and whether TensorRT's parser supports them, and static (non-batc
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import sys
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import write_result  # noqa: E402
-from latency import VARIANTS, prepare, variant_tag  # noqa: E402
+from bench.common import write_result
+from bench.latency import VARIANTS, prepare, variant_tag
 
 
 def main() -> int:

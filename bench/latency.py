@@ -18,10 +18,10 @@ import sys
 import time
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+
+from bench.common import write_result
 
 ALGOS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',
          'diffusion_ql']

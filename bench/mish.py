@@ -15,12 +15,11 @@ from pathlib import Path
 import statistics
 import sys
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from bench.common import write_result
+from bench.latency import VARIANTS
+from bench.training_device import dataset_and_spec, steps_per_second
 
-from common import write_result  # noqa: E402
-from latency import VARIANTS  # noqa: E402
-from training_device import dataset_and_spec, steps_per_second  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:

@@ -20,11 +20,10 @@ import time
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from bench.common import RESULTS, trained_with, write_result
+from bench.d3rlpy_job import dt_warmup_steps
 
-from common import RESULTS, trained_with, write_result  # noqa: E402
-from d3rlpy_job import dt_warmup_steps  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 CACHE = RESULTS / 'policies_runs'
 OURS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',

@@ -20,12 +20,10 @@ import sys
 
 import numpy as np
 
+from bench.common import ensure_run, write_result
+from dgm_policy_ros.workflows.evaluation import export_and_score
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import ensure_run, write_result  # noqa: E402
-
-from dgm_policy_ros.workflows.evaluation import export_and_score  # noqa: E402
 
 VARIANTS = [('argmax', 1), ('argmax', 4), ('argmax', 32), ('expectile', 32)]
 

@@ -19,10 +19,9 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-from common import write_result  # noqa: E402
-import numpy as np  # noqa: E402
+from bench.common import write_result
 
 OBS, CMD = '/bench/observation', '/bench/commands'
 

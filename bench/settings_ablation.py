@@ -14,7 +14,7 @@ only deploy-time settings (``dgm export --set``: a diffusion policy's ``sampling
 ``temperature`` or ``selection``), each applied to every training arm's runs (the benchmark's
 own, without ``--arms``) without training again.
 
-Example: ``python bench/settings_ablation.py --algo dt --name dt_state_encoder --arms '{}'
+Example: ``python -m bench.settings_ablation --algo dt --name dt_state_encoder --arms '{}'
 '{"state_encoder": "relu"}' --peer DecisionTransformer``.
 """
 from __future__ import annotations
@@ -27,13 +27,11 @@ import sys
 
 import numpy as np
 
+from bench.common import RESULTS, ensure_bench_run, write_result
+from bench.policies import our_config
+from dgm_policy_ros.workflows.evaluation import export_and_score
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from common import RESULTS, ensure_bench_run, write_result  # noqa: E402
-from policies import our_config  # noqa: E402
-
-from dgm_policy_ros.workflows.evaluation import export_and_score  # noqa: E402
 
 
 def peer_scores(algo: str, dataset: str, seeds: list[int], steps: int) -> list[float]:

@@ -4,14 +4,12 @@ same run (bench/results/sim_loop.md): the ROS 2 path must reproduce what `dgm ev
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import sys
 import time
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-from common import write_result  # noqa: E402
-import numpy as np  # noqa: E402
+from bench.common import write_result
 
 
 def main() -> int:

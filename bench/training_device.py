@@ -18,11 +18,10 @@ import time
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from bench.common import write_result
+from bench.policies import OURS, bench_settings
 
-from common import write_result  # noqa: E402
-from policies import OURS, bench_settings  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 def steps_per_second(algo_name: str, episodes, spec, device: str, threads: int,

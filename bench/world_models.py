@@ -16,10 +16,9 @@ import shutil
 import subprocess
 import sys
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from bench.common import write_result
 
-from common import write_result  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 MODELS = ['wm_ensemble', 'wm_cvae', 'wm_diffusion']
 

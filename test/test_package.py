@@ -111,3 +111,13 @@ def test_readme_links_resolve():
         for target in re.findall(r'\]\(([^)#\s]+)\)', doc.read_text()):
             if not target.startswith(('http://', 'https://')):
                 assert (doc.parent / target).exists(), f'{doc.name} links to missing {target}'
+
+
+def test_bench_is_a_package_run_with_python_m():
+    """Benchmarks run as ``python -m bench.<name>``: none edits sys.path, all import."""
+    import importlib
+
+    for path in sorted((ROOT / 'bench').glob('*.py')):
+        assert 'sys.path.insert' not in path.read_text(), path.name
+        if path.stem not in ('__init__', 'echo_node', 'ros_loop'):  # these two need rclpy
+            importlib.import_module(f'bench.{path.stem}')
