@@ -307,9 +307,10 @@ class PolicyNode(LifecycleNode):
             self._subs.append(self.create_subscription(
                 Float64, p['reward_topic'], guarded(self, 'reward', self._on_reward), 10))
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        # Lifecycle publishers: commands go out only while the node is active.
         if p['action_type'] == ACTION_TYPES[0]:
-            self.publisher = self.create_publisher(Float64MultiArray, p['action_topic'],
-                                                   reliable)
+            self.publisher = self.create_lifecycle_publisher(Float64MultiArray,
+                                                             p['action_topic'], reliable)
         else:
             from trajectory_msgs.msg import JointTrajectory
 
@@ -318,7 +319,8 @@ class PolicyNode(LifecycleNode):
                 raise ConfigError(f'joint_names lists {len(names)} joints, the bundle has '
                                   f'{bundle.act_size} actions')
             self.joint_names = names
-            self.publisher = self.create_publisher(JointTrajectory, p['action_topic'], reliable)
+            self.publisher = self.create_lifecycle_publisher(JointTrajectory, p['action_topic'],
+                                                             reliable)
         self._observation_trigger = p['trigger'] == 'observation'
         self.diag.configure(bundle, self.runner.backend.name)
 
@@ -342,6 +344,7 @@ class PolicyNode(LifecycleNode):
         return low, high
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        super().on_activate(state)  # activates the lifecycle publishers
         self.runner.reset()
         self._active = True
         self._tick_times.clear()
@@ -358,6 +361,7 @@ class PolicyNode(LifecycleNode):
             self.destroy_timer(self._timer)
             self._timer = None
         self._publish(self._fault_action(), step=self._last_step)  # hold/zero, then stop
+        super().on_deactivate(state)  # then the lifecycle publishers stop
         self.diag.set_state('inactive')
         return TransitionCallbackReturn.SUCCESS
 
@@ -380,7 +384,7 @@ class PolicyNode(LifecycleNode):
             self.destroy_subscription(sub)
         self._subs = []
         if self.publisher is not None:
-            self.destroy_publisher(self.publisher)
+            self.destroy_lifecycle_publisher(self.publisher)
             self.publisher = None
         self.runner = None
         self.live = None
