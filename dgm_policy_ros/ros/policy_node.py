@@ -53,6 +53,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import Float64MultiArray, String
 
 from dgm_policy_ros.config import ConfigError
+from dgm_policy_ros.errors import DgmError
 from dgm_policy_ros.ros import spin_until_shutdown
 from dgm_policy_ros.ros.diagnostics import DiagnosticsReporter
 from dgm_policy_ros.ros.guard import guarded
@@ -218,7 +219,7 @@ class PolicyNode(LifecycleNode):
                 try:
                     live = self._live_settings(values)
                     self._apply_live(values, live, changes)
-                except ConfigError as exc:
+                except DgmError as exc:  # a bad value, or a graph it needs that cannot load
                     reason = str(exc)
         return SetParametersResult(successful=reason is None, reason=reason or '')
 
