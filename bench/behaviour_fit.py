@@ -48,7 +48,7 @@ def fit(run: Path, dataset: str, samples: int, states: int, overrides: dict) -> 
     import minari
     import torch
 
-    from dgm_policy_ros.training.trainer import load_run
+    from dgm_policy_ros.training.run_folder import load_run
 
     algo, _, _ = load_run(run, overrides=overrides)
     data = minari.load_dataset(dataset)

@@ -194,7 +194,7 @@ def latencies(run: Path, bundle: Path, dry_run: bool, calls: int) -> dict[str, s
     import torch
 
     from dgm_policy_ros.runtime import PolicyRunner, load_bundle
-    from dgm_policy_ros.training.trainer import load_run
+    from dgm_policy_ros.training.run_folder import load_run
 
     loaded = load_bundle(bundle)
     if loaded.manifest['kind'] != 'policy':

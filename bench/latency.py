@@ -106,7 +106,7 @@ def ours(dataset: str, calls: int, steps: int) -> list[dict]:
     import torch
 
     from dgm_policy_ros.runtime import PolicyRunner
-    from dgm_policy_ros.training.trainer import load_run
+    from dgm_policy_ros.training.run_folder import load_run
 
     torch.set_num_threads(1)
     rows = []

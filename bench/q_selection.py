@@ -43,7 +43,7 @@ def critic_fit(run: Path, dataset: str, horizon: int, episodes: int = 20) -> dic
     import minari
     import torch
 
-    from dgm_policy_ros.training.trainer import load_run
+    from dgm_policy_ros.training.run_folder import load_run
 
     algo, cfg, _ = load_run(run)
     gamma = cfg.algorithm_config().gamma

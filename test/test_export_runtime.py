@@ -79,7 +79,7 @@ def test_fp32_parity_allows_near_ties_only_to_a_policy_that_chooses():
 
 @pytest.mark.parametrize('ident', VARIANT_IDS)
 def test_runner_matches_torch_predict_for_the_same_noise(bundles, ident):
-    from dgm_policy_ros.training.trainer import load_run
+    from dgm_policy_ros.training.run_folder import load_run
 
     bundle = load_bundle(bundles[ident])
     algo, _, _ = load_run(bundle.manifest['training']['run'])
@@ -219,7 +219,7 @@ def test_bundle_eval_in_mujoco_reproduces_the_training_evaluation(tmp_path, caps
     # from the checkpoint written just before).
     import torch
 
-    from dgm_policy_ros.training.trainer import load_run
+    from dgm_policy_ros.training.run_folder import load_run
     trainer = Trainer(TrainConfig(algo='gan_bc', dataset='test/hopper/tiny-v0', out=str(run),
                                   tensorboard=False, progress=False), evaluate=score_snapshot)
     algo = load_run(run)[0]
@@ -269,7 +269,7 @@ def test_the_shipped_default_bundle_verifies_and_acts():
 @pytest.mark.parametrize('ident', ['diffusion_bc', 'diffusion_bc-obs2'])
 def test_runner_side_sampling_loop_equals_the_unrolled_graph(bundles, ident):
     """The one-step denoiser graph looped in the runner gives the unrolled graph's actions."""
-    from dgm_policy_ros.training.trainer import load_run
+    from dgm_policy_ros.training.run_folder import load_run
 
     graph = PolicyRunner(bundles[ident], backend='onnxruntime-cpu', seed=4)
     loop = PolicyRunner(bundles[ident], backend='onnxruntime-cpu', seed=4, sampling='runner')

@@ -21,7 +21,8 @@ from dgm_policy_ros.data import Episode, minari_io
 from dgm_policy_ros.data.normalization import DatasetSplit
 from dgm_policy_ros.training.algorithm import DataSpec, to_tensors
 from dgm_policy_ros.training.registry import ALGORITHMS, get_algorithm
-from dgm_policy_ros.training.trainer import TrainConfig, Trainer, load_run
+from dgm_policy_ros.training.run_folder import load_run
+from dgm_policy_ros.training.trainer import TrainConfig, Trainer
 
 LOW = np.array([-1.0, -2.0], np.float32)
 HIGH = np.array([1.0, 0.5], np.float32)

@@ -112,7 +112,7 @@ def test_dt_causal_attention_never_sees_the_current_action():
 
 
 def test_runner_keeps_the_history_and_matches_torch(bundles):  # noqa: F811
-    from dgm_policy_ros.training.trainer import load_run
+    from dgm_policy_ros.training.run_folder import load_run
 
     runner = PolicyRunner(bundles['dt'], backend='onnxruntime-cpu')
     history = runner.bundle.history

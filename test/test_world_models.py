@@ -141,7 +141,8 @@ def test_world_model_trains_on_the_gpu_and_steps_alike_on_the_cpu(
 
     from test_policies import _episodes
 
-    from dgm_policy_ros.training.trainer import TrainConfig, Trainer, load_run
+    from dgm_policy_ros.training.run_folder import load_run
+    from dgm_policy_ros.training.trainer import TrainConfig, Trainer
 
     cfg = TrainConfig(algo=name, dataset=str(tiny_dataset), out=str(tmp_path / 'run'),
                       steps=60, log_every=10, eval_every=0, seed=3, val_fraction=0.25,
@@ -197,7 +198,7 @@ def world_model_bundle(tmp_path_factory):
 def test_world_model_bundle_runs_torch_free_and_scores_anomalies(world_model_bundle):
     from dgm_policy_ros.runtime import BundleError, PolicyRunner, load_bundle
     from dgm_policy_ros.runtime.world_model_runner import WorldModelRunner
-    from dgm_policy_ros.training.trainer import load_run
+    from dgm_policy_ros.training.run_folder import load_run
 
     bundle = load_bundle(world_model_bundle)
     assert bundle.manifest['kind'] == 'world_model' and bundle.manifest['residual_scale'] > 0

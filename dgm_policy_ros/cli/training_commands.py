@@ -39,9 +39,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.out and not args.algo:
         from pathlib import Path
 
-        from dgm_policy_ros.training.trainer import _read_yaml
+        from dgm_policy_ros.training.run_folder import read_yaml
 
-        data = {**_read_yaml(Path(args.out) / 'config.yaml'), **overrides}
+        data = {**read_yaml(Path(args.out) / 'config.yaml'), **overrides}
     cfg = TrainConfig.from_dict(data)
     from dgm_policy_ros.workflows.evaluation import score_snapshot
 
@@ -110,7 +110,7 @@ def _cmd_augment_mopo(args: argparse.Namespace) -> int:
     from dgm_policy_ros.data.minari_io import load_dataset
     from dgm_policy_ros.data.transitions_file import save_transitions
     from dgm_policy_ros.runtime import PolicyRunner
-    from dgm_policy_ros.training.trainer import load_run
+    from dgm_policy_ros.training.run_folder import load_run
 
     source = Path(args.world_model)
     model, _, _ = load_run(source / 'training' if (source / 'training').is_dir() else source)

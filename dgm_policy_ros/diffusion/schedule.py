@@ -12,7 +12,7 @@ DDPM's choice) or the clean sample x_0 (``'sample'``); t is an integer timestep 
 passed to the network as a float tensor of shape (B,). Predicting x_0 makes the network's job
 at high noise a regression onto the conditional mean, which it learns as fast as behaviour
 cloning does; for low-dimensional actions at a short training budget that matters
-(bench/results/behaviour_fit.md).
+(docs/algorithms/idql.md).
 """
 from __future__ import annotations
 

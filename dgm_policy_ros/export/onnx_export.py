@@ -19,7 +19,7 @@ import torch
 
 from dgm_policy_ros.errors import DgmError
 from dgm_policy_ros.runtime.bundle import FORMAT_VERSION, MANIFEST, load_bundle
-from dgm_policy_ros.training.trainer import load_run, trained_weights
+from dgm_policy_ros.training.run_folder import load_run, trained_weights
 from dgm_policy_ros.utils.atomic import atomic_directory, atomic_write_yaml
 from dgm_policy_ros.utils.hashing import sha256_file
 from dgm_policy_ros.utils.versions import package_versions

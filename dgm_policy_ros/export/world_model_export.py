@@ -27,7 +27,7 @@ from dgm_policy_ros.export.onnx_export import (
     max_abs_error,
 )
 from dgm_policy_ros.runtime.bundle import FORMAT_VERSION, MANIFEST, load_bundle
-from dgm_policy_ros.training.trainer import load_run
+from dgm_policy_ros.training.run_folder import load_run
 from dgm_policy_ros.utils.atomic import atomic_directory, atomic_write_yaml
 from dgm_policy_ros.utils.hashing import sha256_file
 from dgm_policy_ros.utils.versions import package_versions

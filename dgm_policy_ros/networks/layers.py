@@ -58,9 +58,8 @@ class _MishFunction(torch.autograd.Function):
 class Mish(nn.Module):
     """``nn.Mish`` (the diffusion denoisers' activation) with a faster path on the CPU.
 
-    torch's CPU Mish kernels are slow: computing it from one exp instead
-    gave diffusion_ql 1.4x its training steps per second on one CPU thread
-    (bench/results/mish.md). Written by hand because no library offers a faster one for CPU
+    torch's CPU Mish kernels are slow; computing it from one exp is faster (measured in
+    docs/benchmarks.md, mish). Written by hand because no library offers a faster one for CPU
     autograd. The hand path runs for float32/64 CPU tensors, with or without autograd; CUDA and
     the ONNX export (tracing) use ``F.mish``, so the exported graph is the one nn.Mish gives.
     """

@@ -38,8 +38,6 @@ class DTConfig(AlgoConfig):
     dropout: float = 0.1
     activation: str = 'relu'  # of the transformer's MLPs: 'relu' (the paper's) or 'gelu'
     # The state token: 'linear' (the paper's) or 'relu', a ReLU after it (d3rlpy's encoder).
-    # On hopper medium, where d3rlpy's DT scores 31.2, 'relu' scored 26.5 +- 0.7 against 26.0
-    # +- 5.0 (5000 steps, 3 seeds; bench/results/dt_state_encoder.md): not the gap's cause.
     state_encoder: str = 'linear'
     weight_decay: float = 1e-4
     warmup_steps: int = 1000  # linear learning-rate warm-up

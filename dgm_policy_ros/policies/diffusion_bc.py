@@ -33,16 +33,11 @@ class DiffusionBCConfig(DiffusionSettings, ChunkConfig):
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
     # 'mlp' over the flattened chunk, 'resnet', or 'unet': the paper's temporal 1-D conv U-Net,
     # whose levels' channel widths are then ``hidden`` (each level after the first halves H).
-    # At 5000 steps the unet ([32, 64]) matched the MLP on hopper medium (20.1 vs 19.5) and
-    # trailed it on halfcheetah medium (38.4 vs 45.6) at 11x its CPU latency
-    # (bench/results/chunk_denoisers.md), so the MLP stays the default.
+    # The MLP is the default: the U-Net scored no better at 11x its CPU latency.
     denoiser: str = 'mlp'
     horizon: int = 8
     n_action_steps: int = 4
     n_obs_steps: int = 1  # observations the denoiser sees (the current one and those before)
-    # prediction 'sample' (x_0): at 5000 steps it scored 45.6 on halfcheetah medium where
-    # 'epsilon' scored 9.2, and 19.5 against 13.7 on hopper medium
-    # (bench/results/chunk_denoisers.md).
     eta: float = 0.0  # 0: deterministic DDIM given the initial noise
 
     legacy = {'prediction': 'epsilon'}  # runs saved before 'prediction' existed

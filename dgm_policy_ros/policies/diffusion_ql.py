@@ -7,18 +7,11 @@ chain, normalized by |Q| as in the paper. The twin-Q critic learns by TD from ne
 sampled by an EMA copy of the policy. Inference: the best of ``n_candidates`` samples by Q
 (``QGuidedDiffusion``).
 
-At this project's budget (5000 steps) the paper's settings (eta 1, noise prediction, lr 3e-4)
-scored 3.3 +- 1.8 on hopper medium: the -Q term dragged a denoiser that had barely learned the
-data off it. The defaults here, the clean action predicted at bc's learning rate and a tenth of
-the paper's eta, scored 26.6 +- 1.0 (0.1 alone: 8.6 +- 5.9; no Q term at all: 25.4 +- 1.4;
-3 seeds, bench/results/diffusion_ql_q_weight.md). The paper's 1-2M steps may afford more;
-with x_0 prediction a q_weight of 0.3 or 1.0 still scores lower at 5000 steps (25.1, 0.9;
-bench/results/diffusion_ql_q_weight_x0.md).
-
-The critic's target rate ``tau`` stays at 0.005, which gives the trainer's default 100k steps
-some 500 effective backups. At a 5000-step budget 0.05 reaches the full return, which lifts
-hopper medium (25.2 -> 28.2) but lowers halfcheetah medium (51.7 -> 49.9; 8 seeds each,
-bench/results/critic_tau.md).
+The defaults differ from the paper's (eta 1, noise prediction, lr 3e-4): the clean action is
+predicted at bc's learning rate with a tenth of the paper's eta, because at short budgets the
+-Q term drags a denoiser that has barely learned the data away from it. ``tau`` stays 0.005,
+which gives the trainer's default 100k steps some 500 effective backups. Measurements:
+docs/algorithms/diffusion_ql.md.
 """
 from __future__ import annotations
 

@@ -28,9 +28,6 @@ class DiffusionSettings(AlgoConfig):
     # Standard deviation of the initial noise at inference (a deploy-time choice, recorded
     # with the noise input in the bundle): 1 samples the learned distribution; below 1 draws
     # lean towards its densest actions, 0 gives one deterministic action per observation.
-    # idql on hopper medium: 22.1 +- 2.9 at 1, 23.3 +- 3.0 at 0.5, 22.0 +- 3.2 at 0 (5000
-    # steps, 3 seeds; bench/results/idql_temperature.md), and with its current settings
-    # 25.5 +- 4.8 at 1, 24.7 +- 2.3 at 0 (idql_fit.md), so 1 stays the default.
     temperature: float = 1.0
 
     def validate(self) -> None:

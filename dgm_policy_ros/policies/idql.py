@@ -9,20 +9,10 @@ unseen actions cannot pull it out of the data's support.
 
 The pick (``selection``) is by default the candidate of highest Q; ``expectile`` is the
 paper's implicit policy, drawing a candidate with weight ``expectile`` where Q(s, a) > V(s) and
-``1 - expectile`` elsewhere. At 5000 steps argmax scored 49.2 +- 0.8 against 48.1 +- 0.6 on
-halfcheetah medium and the same 25.5 on hopper medium (3 seeds; bench/results/idql_fit.md).
-
-The denoiser predicts the clean action (``prediction: sample``) over IDQL's short chain of 5
-noise levels, at bc's learning rate (1e-3): after 5000 steps the mean of its draws is as close
-to the data as bc's regression (MSE 0.019 against 0.017, where 100 noise levels at 3e-4 left
-0.048), and idql scored 25.5 +- 2.8 against 22.1 +- 2.9 on hopper medium
-(bench/results/behaviour_fit.md, idql_fit.md). Five DDIM steps instead of ten also cut an
-inference from 101 MFLOP to 55 (bench/results/latency.md, now and at commit 155f7a4).
-
-``denoiser: resnet``, the paper's LN-ResNet, scored 27.2 +- 2.2 against the MLP's 24.2 +- 4.2
-on hopper medium (5 seeds) and level on halfcheetah medium (bench/results/idql_resnet*.md),
-but at 9.4x the arithmetic per inference: 24 ms at p99 on one CPU thread against the MLP's
-3.3 ms (bench/results/latency.md), past a 50 Hz control period. The MLP stays the default.
+``1 - expectile`` elsewhere. The denoiser predicts the clean action over IDQL's short chain of
+5 noise levels at bc's learning rate, which fits the data as closely as bc's regression; the
+MLP denoiser is the default because the LN-ResNet (``denoiser: resnet``) costs 9.4x the
+arithmetic per inference. Measurements: docs/algorithms/idql.md.
 """
 from __future__ import annotations
 
@@ -48,13 +38,7 @@ class IDQLConfig(QDiffusionConfig):
     reward_scale: float = 1.0
     # 0: the behaviour model imitates every dataset action alike (the paper's IDQL). > 0: each
     # action's denoising term is weighted exp(awr_temperature * (Q - V)), clipped at 100 (IQL's
-    # advantage weighting), so the model leans towards the better actions in the data. At
-    # 5000 steps on hopper medium, with 100 noise levels at lr 3e-4, 3.0 scored 17.1 +- 2.0
-    # against 22.1 +- 2.9 without (bench/results/idql_awr.md): by then the critic has learned
-    # only about 25 steps of return (bench/results/q_selection.md), too little to weight
-    # actions by. At 50,000 steps, where it sees the whole return, 3.0 with today's settings
-    # still moved nothing: 24.4 +- 1.9 against 25.4 +- 1.5 (4 seeds,
-    # bench/results/idql_50k_awr.md).
+    # advantage weighting); it has not helped at the budgets measured (docs/algorithms).
     awr_temperature: float = 0.0
 
     selections = ('argmax', 'expectile')

@@ -25,8 +25,7 @@ from dgm_policy_ros.training.algorithm import Algorithm, DataSpec, NoiseSpec
 @dataclasses.dataclass
 class QDiffusionConfig(DiffusionSettings):
     # The papers' short chain of 5 noise levels (diffusion_ql samples it with gradients in
-    # training), learnt at bc's rate: at 5000 steps it fits the data as well as bc does for
-    # idql and rescued diffusion_ql (bench/results/behaviour_fit.md, diffusion_ql_q_weight.md).
+    # training), learnt at bc's rate: it fits the data as well as bc's regression does.
     diffusion_steps: int = 5
     sampling_steps: int = 5
     lr: float = 1e-3

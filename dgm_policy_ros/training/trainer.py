@@ -21,131 +21,31 @@ from pathlib import Path
 import shutil
 import tempfile
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from dgm_policy_ros.config import Config, ConfigError
+from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.data.minari_io import LoadedDataset, load_dataset
-from dgm_policy_ros.data.normalization import DatasetSplit, NormalizationStats
+from dgm_policy_ros.data.normalization import DatasetSplit
 from dgm_policy_ros.training.algorithm import Algorithm, DataSpec, to_tensors
 from dgm_policy_ros.training.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from dgm_policy_ros.training.device import check_device_name, resolve_device
+from dgm_policy_ros.training.device import resolve_device
 from dgm_policy_ros.training.logger import RunLogger, plot_learning_curve
 from dgm_policy_ros.training.registry import get_algorithm
+from dgm_policy_ros.training.run_folder import (
+    read_yaml,
+    spec_from_dict,
+    spec_to_dict,
+    weights_bytes,
+)
+from dgm_policy_ros.training.train_config import TrainConfig
 from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_yaml
 
 Evaluate = Callable[[Path, int, int], dict[str, float]]
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class TrainConfig(Config):
-    algo: str
-    dataset: str
-    out: str
-    steps: int = 100_000
-    seed: int = 0
-    eval_every: int = 10_000  # 0: evaluate only at the end; -1: never
-    eval_episodes: int = 10
-    eval_env: Optional[str] = None  # default: the dataset's environment
-    checkpoint_every: int = 5_000
-    log_every: int = 250
-    val_fraction: float = 0.0
-    threads: int = 1  # torch intra-op threads per process
-    device: str = 'cpu'  # cpu | cuda | cuda:N | auto (the GPU when torch sees one)
-    tensorboard: bool = True
-    progress: bool = True
-    algo_config: dict = dataclasses.field(default_factory=dict)
-    # Fine-tuning: start from this trained model (a run folder, or a bundle's training/
-    # folder), keeping its normalization and action bounds.
-    init_from: Optional[str] = None
-    # Augmentation: a transitions file (dgm augment-mopo / augment-synther) mixed into the
-    # batches, a fraction synthetic_ratio of each (None: in proportion to the sizes).
-    extra_transitions: Optional[str] = None
-    synthetic_ratio: Optional[float] = None
-
-    def validate(self) -> None:
-        get_algorithm(self.algo)  # unknown names fail here, with the list of known ones
-        for name in ('steps', 'checkpoint_every', 'log_every', 'eval_episodes', 'threads'):
-            if getattr(self, name) < 1:
-                raise ConfigError(f'TrainConfig.{name} must be >= 1, got {getattr(self, name)}')
-        if self.eval_every < -1:
-            raise ConfigError('TrainConfig.eval_every must be >= -1')
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError('TrainConfig.val_fraction must be in [0, 1)')
-        if self.synthetic_ratio is not None and not 0.0 < self.synthetic_ratio < 1.0:
-            raise ConfigError('TrainConfig.synthetic_ratio must be in (0, 1)')
-        if self.synthetic_ratio is not None and not self.extra_transitions:
-            raise ConfigError('TrainConfig.synthetic_ratio needs extra_transitions')
-        check_device_name(self.device)
-
-    def algorithm_config(self, saved: bool = False):
-        """The algorithm's typed config. ``saved``: ``algo_config`` was read from a run folder,
-        which may predate some settings; those take the value the run was trained with
-        (``AlgoConfig.legacy``) rather than today's default."""
-        cls = get_algorithm(self.algo).config_class
-        return cls.from_saved(self.algo_config) if saved else cls.from_dict(self.algo_config)
-
-
-def _spec_to_dict(spec: DataSpec) -> dict[str, Any]:
-    return {'obs_dim': spec.obs_dim, 'act_dim': spec.act_dim, 'stats': spec.stats.to_dict(),
-            'act_low': spec.act_low.tolist(), 'act_high': spec.act_high.tolist(),
-            'return_max': spec.return_max}
-
-
-def spec_from_dict(data: dict[str, Any]) -> DataSpec:
-    return DataSpec(int(data['obs_dim']), int(data['act_dim']),
-                    NormalizationStats.from_dict(data['stats']),
-                    np.asarray(data['act_low'], np.float32),
-                    np.asarray(data['act_high'], np.float32),
-                    float(data.get('return_max', 0.0)))
-
-
-def _weights_bytes(algo: Algorithm) -> bytes:
-    """A run folder's ``model.safetensors``: the algorithm's weights, on the CPU."""
-    from safetensors.torch import save
-
-    return save({k: v.detach().cpu().contiguous() for k, v in algo.state_dict().items()})
-
-
-def load_run(run_dir: str | os.PathLike, weights: str = 'model.safetensors',
-             overrides: dict[str, Any] | None = None
-             ) -> tuple[Algorithm, TrainConfig, dict[str, Any]]:
-    """Rebuild a trained algorithm from its run folder (for export and evaluation).
-
-    ``overrides`` changes algorithm settings that leave the weights as they are, the
-    deploy-time choices (a diffusion policy's ``sampling_steps``, a dt's ``target_return``);
-    one that changes the weights' shapes fails to load, loudly.
-    """
-    run_dir = Path(run_dir)
-    cfg = TrainConfig.from_dict(_read_yaml(run_dir / 'config.yaml'))
-    resolved = cfg.algorithm_config(saved=True).to_dict()  # what the weights were trained with
-    cfg = dataclasses.replace(cfg, algo_config={**resolved, **(overrides or {})})
-    info = json.loads((run_dir / 'spec.json').read_text())
-    algo = get_algorithm(cfg.algo)(cfg.algorithm_config(), spec_from_dict(info['spec']))
-    load_weights(trained_weights(run_dir, weights), algo)
-    algo.eval()
-    return algo, cfg, info
-
-
-def trained_weights(run_dir: Path, weights: str = 'model.safetensors') -> Path:
-    """The run's final weights, or its latest checkpoint's for a run stopped early."""
-    path = run_dir / weights
-    if not path.is_file():
-        ckpt = json.loads((run_dir / 'checkpoints' / 'latest.json').read_text())
-        path = run_dir / 'checkpoints' / ckpt['weights']
-    return path
-
-
-def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    if not path.is_file():
-        raise ConfigError(f'{path} not found: not a training run folder')
-    return yaml.safe_load(path.read_text())
 
 
 class Trainer:
@@ -168,7 +68,7 @@ class Trainer:
         if self.resume:
             if not saved.is_file():
                 raise ConfigError(f'--resume: {self.run_dir} has no config.yaml')
-            old = TrainConfig.from_dict(_read_yaml(saved))
+            old = TrainConfig.from_dict(read_yaml(saved))
             keys = ('algo', 'dataset', 'seed', 'val_fraction', 'checkpoint_every', 'init_from',
                     'extra_transitions', 'synthetic_ratio')
             diff = [k for k in keys if getattr(old, k) != getattr(self.cfg, k)]
@@ -258,7 +158,7 @@ class Trainer:
             atomic_write_yaml(self.run_dir / 'config.yaml',
                               dataclasses.replace(cfg, algo_config=algo_cfg.to_dict()).to_dict())
             atomic_write_json(self.run_dir / 'spec.json', {
-                'spec': _spec_to_dict(spec), 'dataset_id': ds.dataset_id, 'env_id': env_id,
+                'spec': spec_to_dict(spec), 'dataset_id': ds.dataset_id, 'env_id': env_id,
                 'algo': cfg.algo, 'family': algo.family, 'chunk_size': algo.chunk_size,
                 'n_action_steps': algo.n_action_steps,
                 'noise_inputs': [n.to_dict() for n in algo.noise_specs()],
@@ -294,7 +194,7 @@ class Trainer:
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     self._checkpoint(ckpt_dir, step, algo, sampler, lead)
                 if step == cfg.steps and lead:  # the weights first: an evaluation may fail
-                    atomic_write_bytes(self.run_dir / 'model.safetensors', _weights_bytes(algo))
+                    atomic_write_bytes(self.run_dir / 'model.safetensors', weights_bytes(algo))
                 if (env_id or world_model) and lead and self._eval_due(step):
                     eval_started = time.perf_counter()
                     try:
@@ -322,7 +222,7 @@ class Trainer:
         if eval_errors:  # recorded and reported; the weights are written all the same
             result['eval_errors'] = eval_errors
         if lead:
-            atomic_write_bytes(self.run_dir / 'model.safetensors', _weights_bytes(algo))
+            atomic_write_bytes(self.run_dir / 'model.safetensors', weights_bytes(algo))
             atomic_write_json(self.run_dir / 'result.json', result)
             plot_learning_curve(self.run_dir, f'{cfg.algo} on {ds.dataset_id}')
         if distributed:
@@ -376,7 +276,7 @@ class Trainer:
             snapshot.mkdir()
             for name in ('config.yaml', 'spec.json'):  # spec.json names the env
                 shutil.copyfile(self.run_dir / name, snapshot / name)
-            (snapshot / 'model.safetensors').write_bytes(_weights_bytes(algo))
+            (snapshot / 'model.safetensors').write_bytes(weights_bytes(algo))
             return dict(self.evaluate(snapshot, self.cfg.eval_episodes, self.cfg.seed))
 
     def _checkpoint(self, folder: Path, step: int, algo: Algorithm, sampler, lead: bool) -> None:
