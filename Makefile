@@ -14,6 +14,10 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch is pinned (==2.13.0) in setup.py: a CPU wheel; a looser pin pulls CUDA builds.
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	# MetaWorld 3.1.1 pins mujoco==3.3.0 but runs on ours with one fix
+	# (dgm_policy_ros/sim/metaworld_tasks.py): installed without its pins; its own
+	# dependencies (scipy, imageio) come with the sim extra.
+	$(BIN)/python -m pip install --quiet --no-deps metaworld==3.1.1
 	touch $(STAMP)
 
 venv: $(STAMP)

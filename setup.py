@@ -30,8 +30,9 @@ EXTRAS = {
     # torch==2.13.0 is pinned on purpose: a looser range pulls a multi-GB CUDA build.
     'train': ['torch==2.13.0', 'safetensors>=0.4', 'tensorboard>=2.14', 'tqdm>=4.66',
               'rich>=13', 'matplotlib>=3.7', 'onnx>=1.16', 'onnxconverter-common>=1.14'],
+    # scipy, imageio: MetaWorld's own dependencies (it is installed --no-deps: Makefile).
     'sim': ['mujoco>=3.1', 'gymnasium[mujoco]>=1.0', 'minari[create]>=0.5.1',
-            'stable-baselines3>=2.3', 'tqdm>=4.66'],
+            'stable-baselines3>=2.3', 'tqdm>=4.66', 'scipy>=1.4.1', 'imageio>=2.9'],
     'ros-wheels': ROS_WHEELS,
     'bags': ['rosbags>=0.10', 'mcap>=1.2'],  # mcap: reading bags cut short (no footer)
     # d3rlpy 2.8.1 pins gymnasium==1.0.0, which would downgrade the simulator stack the

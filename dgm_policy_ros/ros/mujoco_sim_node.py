@@ -152,9 +152,9 @@ class MujocoSimNode(Node):
                     f'actuators without ctrlrange (commands to them are not clipped): '
                     f'{self.env.unlimited}')
         else:
-            import gymnasium as gym
+            from dgm_policy_ros.sim.environments import make_env
 
-            self.env = gym.make(p['env_id'])
+            self.env = make_env(p['env_id'])
         self.dt = float(self.env.unwrapped.dt)
         model = self.env.unwrapped.model
         self.joints = []  # (name, qpos address, dof address) of 1-DoF joints

@@ -122,7 +122,17 @@ def resolve_agent(spec: str, agents_dir: str | os.PathLike | None = None) -> Pat
 
 
 def make_policy(spec: str, low: np.ndarray, high: np.ndarray, noise: float = 0.0,
-                seed: int = 0, agents_dir: str | os.PathLike | None = None) -> BehaviourPolicy:
+                seed: int = 0, agents_dir: str | os.PathLike | None = None,
+                env_id: str | None = None) -> BehaviourPolicy:
+    """``spec``: 'random', an SB3 zip, or 'expert' (a MetaWorld task's scripted policy)."""
+    if spec == 'expert':
+        if not (env_id or '').startswith('metaworld/'):
+            raise ConfigError(f"agent 'expert' is a MetaWorld task's scripted policy; "
+                              f'{env_id} has none')
+        from dgm_policy_ros.sim.metaworld_tasks import ScriptedExpert
+
+        expert = ScriptedExpert(env_id.split('/', 1)[1])
+        return NoisyPolicy(expert, noise, low, high, seed) if noise > 0 else expert
     path = resolve_agent(spec, agents_dir)
     base: BehaviourPolicy = RandomPolicy(low, high, seed) if path is None else SB3Policy(path)
     if noise > 0 and path is not None:

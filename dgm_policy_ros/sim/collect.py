@@ -57,10 +57,10 @@ class CollectConfig(Config):
 
 def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     """Roll out, write the dataset atomically, return its provenance (incl. statistics)."""
-    import gymnasium as gym
+    from dgm_policy_ros.sim.environments import make_env
 
     started = time.perf_counter()
-    probe = gym.make(cfg.env)
+    probe = make_env(cfg.env)
     low, high = probe.action_space.low, probe.action_space.high
     probe.close()
     specs = cfg.agents or [cfg.agent]
@@ -68,8 +68,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     episodes, cut_flags, behaviour = [], [], []
     for k, (spec, budget) in enumerate(zip(specs, parts)):
         seed = cfg.seed + 1000 * k
-        policy = make_policy(spec, low, high, cfg.noise, seed, cfg.agents_dir)
-        eps, n_cut = rollout(lambda: gym.make(cfg.env), policy, n_envs=cfg.n_envs, seed=seed,
+        policy = make_policy(spec, low, high, cfg.noise, seed, cfg.agents_dir, env_id=cfg.env)
+        eps, n_cut = rollout(lambda: make_env(cfg.env), policy, n_envs=cfg.n_envs, seed=seed,
                              progress=progress, **budget)
         episodes.extend(dataclasses.replace(ep, id=len(episodes) + i) for i, ep in enumerate(eps))
         cut_flags += [False] * (len(eps) - n_cut) + [True] * n_cut

@@ -31,6 +31,9 @@ class EvalResult:
     env_id: str
     returns: np.ndarray
     lengths: np.ndarray
+    # Per episode, whether the task reported success (info['success']) at any step; None for
+    # tasks that report none (locomotion). Where present, the success rate is the metric.
+    successes: np.ndarray | None = None
 
     @property
     def scores(self) -> np.ndarray | None:
@@ -43,6 +46,8 @@ class EvalResult:
         if self.scores is not None:
             out.update(score_mean=float(np.mean(self.scores)),
                        score_std=float(np.std(self.scores)))
+        if self.successes is not None:
+            out['success_rate'] = float(np.mean(self.successes))
         return out
 
 
@@ -60,8 +65,10 @@ def evaluate(policy: ChunkPolicy, env_id: str, episodes: int = 10, seed: int = 0
         return _run(policy, env_id, list(range(episodes)), seed, n_action_steps, history)
     parts = [_run(policy, env_id, [i], seed, n_action_steps, history)
              for i in range(episodes)]
+    successes = None if parts[0].successes is None else \
+        np.concatenate([p.successes for p in parts])
     return EvalResult(env_id, np.concatenate([p.returns for p in parts]),
-                      np.concatenate([p.lengths for p in parts]))
+                      np.concatenate([p.lengths for p in parts]), successes)
 
 
 def evaluate_runner(runner, env_id: str | None = None, episodes: int = 10,
@@ -84,9 +91,9 @@ def evaluate_runner(runner, env_id: str | None = None, episodes: int = 10,
 
 def _run(policy: ChunkPolicy, env_id: str, indices: list[int], seed: int,
          n_action_steps: int, history: HistorySpec | None) -> EvalResult:
-    import gymnasium as gym
+    from dgm_policy_ros.sim.environments import make_env
 
-    envs = [gym.make(env_id) for _ in indices]
+    envs = [make_env(env_id) for _ in indices]
     try:
         obs = [env.reset(seed=seed + i)[0] for i, env in zip(indices, envs)]
         queues = [ActionQueue(n_action_steps) for _ in envs]
@@ -94,6 +101,8 @@ def _run(policy: ChunkPolicy, env_id: str, indices: list[int], seed: int,
                                  env.action_space.shape[0]) for env in envs] if history else []
         returns = np.zeros(len(envs))
         lengths = np.zeros(len(envs), dtype=np.int64)
+        successes = np.zeros(len(envs), dtype=bool)
+        reports_success = False
         running = list(range(len(envs)))
         while running:
             for i in running if history else ():
@@ -111,7 +120,10 @@ def _run(policy: ChunkPolicy, env_id: str, indices: list[int], seed: int,
             still = []
             for i in running:
                 action = queues[i].pop()
-                obs[i], reward, term, trunc, _ = envs[i].step(action)
+                obs[i], reward, term, trunc, info = envs[i].step(action)
+                if 'success' in info:
+                    reports_success = True
+                    successes[i] |= bool(info['success'])
                 if history:
                     windows[i].record_action(action)
                     windows[i].record_reward(reward)
@@ -122,7 +134,7 @@ def _run(policy: ChunkPolicy, env_id: str, indices: list[int], seed: int,
                 else:
                     still.append(i)
             running = still
-        return EvalResult(env_id, returns, lengths)
+        return EvalResult(env_id, returns, lengths, successes if reports_success else None)
     finally:
         for env in envs:
             env.close()
