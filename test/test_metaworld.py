@@ -68,3 +68,28 @@ def test_collect_the_expert_into_a_dataset_the_loader_accepts(minari_root):
     assert prov['behaviour'][0]['type'] == 'metaworld scripted expert'
     loaded = load_dataset('test/metaworld/reach-expert-v0')
     assert loaded.obs_dim == 39 and loaded.act_dim == 4 and len(loaded.episodes) == 2
+
+
+def test_the_simulator_node_runs_a_metaworld_task_and_says_success():
+    import json
+
+    rclpy = pytest.importorskip('rclpy', reason='rclpy not installed')
+    from rclpy.parameter import Parameter
+
+    from dgm_policy_ros.ros.mujoco_sim_node import MujocoSimNode
+
+    rclpy.init()
+    try:
+        node = MujocoSimNode('sim_metaworld', parameter_overrides=[
+            Parameter('env_id', value='metaworld/reach-v3'), Parameter('mode', value='lockstep'),
+            Parameter('publish_clock', value=False)])
+        ends = []
+        node.pub_end.publish = lambda msg: ends.append(json.loads(msg.data))
+        expert = ScriptedExpert('reach-v3')
+        while not ends:
+            node._step(expert.act(node.obs)[0])
+        assert ends[0]['success'] is True and ends[0]['length'] == 500
+        assert node.obs.shape == (39,)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()

@@ -4,7 +4,8 @@
 Publishes ``/joint_states`` (every 1-DoF joint), ``~/observation`` (the task's observation
 vector, ``layout.data_offset`` = global step index, ``layout.dim[0].label`` = 'episode N'),
 ``/clock`` (simulation time), ``~/reward`` (std_msgs/Float64) and ``~/episode_end``
-(std_msgs/String, JSON: episode, return, length, terminated, seed; transient local);
+(std_msgs/String, JSON: episode, return, length, terminated, seed, and success for tasks that
+report it; transient local);
 subscribes to the command topic (std_msgs/Float64MultiArray, a forward command controller's).
 Services in mujoco_ros2_control's style: ``~/reset_world``
 (std_srvs/Trigger), ``~/set_pause`` (std_srvs/SetBool), ``~/step_simulation``
@@ -208,6 +209,7 @@ class MujocoSimNode(Node):
         seed = int(self.p['seed']) + self.episode
         self.obs, _ = self.env.reset(seed=seed)
         self.episode_return, self.episode_length, self.seed_used = 0.0, 0, seed
+        self.episode_success: bool | None = None  # None: the task reports no success
         self._publish_state()
 
     def _step(self, action: np.ndarray) -> None:
@@ -217,7 +219,9 @@ class MujocoSimNode(Node):
         # In the action space's dtype, as a Gymnasium agent passes it (the task's control
         # cost is then computed in the same precision as in `dgm eval`).
         action = np.clip(np.asarray(action, dtype=space.dtype), space.low, space.high)
-        self.obs, reward, terminated, truncated, _ = self.env.step(action)
+        self.obs, reward, terminated, truncated, info = self.env.step(action)
+        if 'success' in info:  # manipulation tasks: success at any step of the episode
+            self.episode_success = bool(self.episode_success) or bool(info['success'])
         self.step_index += 1
         self.episode_return += float(reward)
         self.episode_length += 1
@@ -226,7 +230,8 @@ class MujocoSimNode(Node):
             self.pub_end.publish(String(data=json.dumps({
                 'episode': self.episode, 'return': self.episode_return,
                 'length': self.episode_length, 'terminated': bool(terminated),
-                'seed': self.seed_used})))
+                'seed': self.seed_used,
+                **({} if self.episode_success is None else {'success': self.episode_success})})))
             self.episode += 1
             if self.p['episodes'] and self.episode >= self.p['episodes']:
                 self.done = True
