@@ -12,9 +12,8 @@ from dgm_policy_ros.data.episodes import Episode
 os.environ.setdefault('ROS_DOMAIN_ID', str(60 + os.getpid() % 40))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
-# Headless rendering: MuJoCo reads this when first imported (dgm_policy_ros.sim sets it too).
-os.environ.setdefault('MUJOCO_GL', 'egl')
-
+# Headless rendering: MuJoCo reads MUJOCO_GL when first imported; the sim layer chooses it.
+import dgm_policy_ros.sim  # noqa: E402,F401
 
 # Small sizes per algorithm, so tests train in seconds (the defaults are sized for MuJoCo).
 SQ_DIFFUSION = {'n_candidates': 4, 'critic_hidden': [64, 64]}
