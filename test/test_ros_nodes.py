@@ -464,6 +464,10 @@ def test_record_convert_retrain_loop(tmp_path):
     """The retraining loop end to end, small: a weak policy runs with exploration noise in
     sim-in-the-loop, the run is recorded, the bag becomes a Minari dataset, the policy is
     fine-tuned on it (with its original data) and the new bundle scores at least as well."""
+    from dgm_policy_ros.sim.agents import reference_agents_dir
+
+    if reference_agents_dir() is None:
+        pytest.skip('shared/reference_agents (SB3 checkpoints) not found beside the checkout')
     from dgm_policy_ros.bags.convert import bag2minari
     from dgm_policy_ros.bags.topics import RecordingSpec
     from dgm_policy_ros.data.minari_io import load_dataset
