@@ -449,3 +449,14 @@ def test_a_damaged_bundle_fails_configure_with_the_reason_and_the_node_stays_up(
     assert proc.wait(60) == 2
     text = log.read_text()
     assert 'Traceback' not in text and 'error:' in text and 'bundle folder' in text, text
+
+
+def test_a_bundle_without_a_training_range_needs_max_obs_sigma_off(ros, tmp_path):  # noqa: F811
+    from test_untrusted_bundles import copy_bundle
+
+    bare = copy_bundle(tmp_path, lambda m, f: m.pop('normalization'))
+    spec = '- {topic: /bare/obs, type: std_msgs/Float64MultiArray, size: 11}'
+    node = make_policy(ros, bare, 'bare', observation_spec=spec)
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    node.set_parameters([Parameter('max_obs_sigma', value=0.0)])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS

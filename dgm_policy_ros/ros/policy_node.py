@@ -231,6 +231,9 @@ class PolicyNode(LifecycleNode):
             raise ConfigError('control_rate_hz is 0 and the bundle names no control rate')
         if not math.isnan(p['ood_threshold']) and 'log_prob' not in bundle.manifest['graphs']:
             raise ConfigError('ood_threshold is set but the bundle has no log_prob graph')
+        if p['max_obs_sigma'] > 0 and not self.runner.knows_training_range:
+            raise ConfigError('max_obs_sigma > 0 needs the observation normalization a bundle '
+                              'records at export, and this one has none: set max_obs_sigma 0')
         return LiveSettings(float(p['stale_timeout_s']), float(p['max_future_s']),
                             p['on_fault'], float(p['exploration_noise']),
                             float(p['anomaly_threshold']), float(p['ood_threshold']),

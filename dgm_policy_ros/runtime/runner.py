@@ -126,6 +126,11 @@ class PolicyRunner:
         # A dimension constant in the data (std ~ 0) must not fault on sensor noise.
         return mean, np.maximum(std, MIN_OBS_SCALE)
 
+    @property
+    def knows_training_range(self) -> bool:
+        """Whether the bundle records its training observations' mean and std."""
+        return self._obs_mean is not None
+
     # ------------------------------------------------------------------ checks
     def validate(self, obs) -> np.ndarray:
         arr = check_vectors(obs, self.bundle.obs_size)
