@@ -101,8 +101,9 @@ def make_bundle(name: str, work: Path, dataset: str, steps: int) -> tuple[Path, 
 
 @contextlib.contextmanager
 def stand_in_engines() -> Iterator[None]:
-    """Dry run: the engine code runs for real, with a GPU of sm 9.0 and a builder that writes
-    the ONNX bytes as the 'engine' (and the real sidecar)."""
+    """Dry run: the engine code runs for real, with a GPU of sm 9.0, TensorRT 11's choice of
+    source graph, and a builder that writes the ONNX bytes as the 'engine' (and the real
+    sidecar)."""
     from dgm_policy_ros.runtime import tensorrt_engine as te
     from dgm_policy_ros.utils.atomic import atomic_write_bytes, atomic_write_json
     from dgm_policy_ros.utils.hashing import sha256_file
@@ -114,13 +115,16 @@ def stand_in_engines() -> Iterator[None]:
             'onnx_sha256': sha256_file(onnx_path), 'precision': precision})
         return Path(engine_path)
 
-    saved = te.compute_capability, te.tensorrt_version, te.build_engine
+    def source(fp32_graph, fp16_graph, precision):  # TensorRT 11's rule: fp16 from fp16
+        return Path(fp16_graph if precision == 'fp16' and fp16_graph else fp32_graph)
+
+    saved = te.compute_capability, te.tensorrt_version, te.build_engine, te.source_graph
     te.compute_capability, te.tensorrt_version = (lambda device=0: (9, 0)), lambda: 'stand-in'
-    te.build_engine = build
+    te.build_engine, te.source_graph = build, source
     try:
         yield
     finally:
-        te.compute_capability, te.tensorrt_version, te.build_engine = saved
+        te.compute_capability, te.tensorrt_version, te.build_engine, te.source_graph = saved
 
 
 def engine_cache_checks(bundle: Path, precision: str) -> dict[str, str]:
@@ -131,11 +135,7 @@ def engine_cache_checks(bundle: Path, precision: str) -> dict[str, str]:
     loaded = load_bundle(bundle)
     fp16 = loaded.file('policy_fp16') if 'policy_fp16' in loaded.manifest['graphs'] else None
     key = 'policy' if loaded.manifest['kind'] == 'policy' else 'world_model'
-    if precision == 'fp16' and key == 'policy':
-        graph = fp16 if te.tensorrt_version() == 'stand-in' else te.source_graph(
-            loaded.file(key), fp16, precision)
-    else:
-        graph = loaded.file(key)
+    graph = te.source_graph(loaded.file(key), fp16, precision)
     started = time.perf_counter()
     engine = te.resolve_engine(graph, precision=precision, force_rebuild=True)
     built_s = time.perf_counter() - started

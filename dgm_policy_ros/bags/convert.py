@@ -164,8 +164,8 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
             if command.msg is not None:
                 answer.setdefault(int(command.msg.layout.data_offset), command)
         # One reward per step from step 0: the index picks it, if the bag holds step 0.
-        head = next(m.msg for m in pacing if m.msg is not None)
-        reward_by_index = int(head.layout.data_offset) == 0
+        head = next((m.msg for m in pacing if m.msg is not None), None)
+        reward_by_index = head is not None and int(head.layout.data_offset) == 0
         ended, lengths = {}, {}
         for end in ends:
             info = _episode_info(end.msg.data) if end.msg is not None else {}

@@ -153,13 +153,15 @@ def _check_against_storage(bag: Path, topics, records, listed: collections.Count
                            report: ReadReport) -> list[tuple[str, int, bytes]]:
     """rosbags yields a topic's messages only where metadata.yaml and the storage file agree
     (on the QoS too: a bag whose metadata was rewritten, or written by another tool, can read
-    as empty with no error). A topic read short of its listed count, or empty, is read again
-    from the storage itself; what that finds is used, and said."""
+    as empty with no error). A topic read short of its listed count, or one metadata.yaml does
+    not list, is read again from the storage itself; what that finds is used, and said."""
     got = collections.Counter(topic for topic, _, _ in records)
     other_type = {t for t in topics if report.available.get(t, ROS_TYPES[topics[t]]) !=
                   ROS_TYPES[topics[t]]}  # refused for their type already: not missing
+    # Short of what metadata.yaml lists, or absent from it (then only the storage can tell);
+    # a topic listed with no messages is silent, not missing, and costs no second read.
     suspect = sorted(t for t in topics if t not in other_type and
-                     (got[t] < listed[t] or got[t] == 0))
+                     (got[t] < listed[t] or t not in report.available))
     if not suspect:
         return records
     scratch = ReadReport()

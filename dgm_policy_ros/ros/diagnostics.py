@@ -18,7 +18,7 @@ from dgm_policy_ros.ros.guard import guarded
 ALWAYS_REPORTED = ('missed_deadlines', 'wrong size', 'non-finite', 'stale', 'waiting',
                    'out_of_order', 'future stamp', 'unstamped', 'clock jump',
                    'out of training range', 'out of distribution', 'anomaly',
-                   'non-finite action', 'non_finite_action', 'internal error',
+                   'non-finite action', 'unsafe action replaced', 'internal error',
                    'callback_errors')
 
 

@@ -555,7 +555,7 @@ class PolicyNode(LifecycleNode):
         action = np.asarray(action, dtype=np.float64)
         if action.shape != live.low.shape or not np.isfinite(action).all():
             # The last line of defence: no NaN, no wrong size ever leaves the node.
-            self.counters['non_finite_action'] += 1
+            self.counters['unsafe action replaced'] += 1
             action = np.zeros_like(live.low)
         action = np.clip(action, live.low, live.high)  # limits may have narrowed since
         if self.params['action_type'] == ACTION_TYPES[0]:

@@ -21,6 +21,7 @@ from dgm_policy_ros.utils.hashing import sha256_file
 
 FORMAT_VERSION = 1
 MANIFEST = 'manifest.yaml'
+NOISE_DISTRIBUTIONS = ('normal', 'uniform', 'zeros')  # how a NoiseInput may be drawn
 
 
 class BundleError(DgmError, RuntimeError):
@@ -46,7 +47,7 @@ class NoiseInput:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.distribution not in ('normal', 'uniform', 'zeros'):
+        if self.distribution not in NOISE_DISTRIBUTIONS:
             raise ValueError(f'noise {self.name}: unknown distribution {self.distribution!r}')
         if not (np.isfinite(self.scale) and self.scale >= 0):
             raise ValueError(f'noise {self.name}: scale must be finite and >= 0, '
@@ -141,7 +142,6 @@ class Bundle:
 
 MAX_MANIFEST_BYTES = 16 << 20
 KINDS = ('policy', 'world_model')
-NOISE_DISTRIBUTIONS = ('normal', 'uniform', 'zeros')
 
 
 def inside(folder: Path, name: Any, what: str) -> Path:
