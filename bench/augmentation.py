@@ -20,9 +20,7 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
-
-from bench.common import write_result
+from bench.common import Table, mean_std, write_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -94,9 +92,10 @@ def train_arms(data: str, arms: dict[str, list[str]], work: Path, args) -> dict[
     return scores
 
 
-def rows(scores: dict[str, list[float]], first: str = '') -> list[str]:
-    return [f'| {first}{arm} | {np.mean(v):.1f} ± {np.std(v):.1f} | '
-            f"{', '.join(f'{x:.1f}' for x in v)} |" for arm, v in scores.items()]
+def add_rows(table: Table, scores: dict[str, list[float]], first: str = '') -> Table:
+    for arm, v in scores.items():
+        table.add(f'{first}{arm}', mean_std(v), ', '.join(f'{x:.1f}' for x in v))
+    return table
 
 
 def main() -> int:
@@ -149,15 +148,15 @@ def main() -> int:
              f'model fitted {args.synther_steps:,} steps, its denoiser predicting the noise '
              "(the paper's) or the clean transition (x_0); MOPO: "
              f"{mopo_info.get('transitions', 0):,} rollout transitions.", '',
-             '| training data | normalized score (mean ± std over seeds) | per seed |',
-             '|---|---|---|', *rows(small)]
+             *add_rows(Table('training data', 'normalized score (mean ± std over seeds)',
+                             'per seed'), small).lines()]
     if full:
-        lines += ['', '**MOPO on the full benchmark datasets:**', '',
-                  '| dataset: training data | normalized score (mean ± std over seeds) | '
-                  'per seed |', '|---|---|---|']
+        table = Table('dataset: training data', 'normalized score (mean ± std over seeds)',
+                      'per seed')
         for name, (info, scores) in full.items():
-            lines += rows(scores, f"{name} ({info.get('transitions', 0):,} rollout "
-                                  'transitions): ')
+            add_rows(table, scores, f"{name} ({info.get('transitions', 0):,} rollout "
+                                    'transitions): ')
+        lines += ['', '**MOPO on the full benchmark datasets:**', '', *table.lines()]
     body = '\n'.join(lines) + '\n'
     print(body)
     write_result('augmentation', 'Generated data: real only vs SynthER vs MOPO rollouts', body)

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import write_result
+from bench.common import Table, write_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -122,13 +122,14 @@ def main() -> int:
     lines = [f'A bag of {rows[0][2]:,} messages ({args.steps:,} control steps at 100 Hz with '
              f'1 kHz joint states; {sizes}), written and read on this machine, one process; '
              "ratios against rosbags' own read + decode of the same bag in the same run.",
-             '', '| storage | operation | messages/s | MB/s | vs AnyReader read + decode |',
-             '|---|---|---|---|---|']
+             '']
+    table = Table('storage', 'operation', 'messages/s', 'MB/s', 'vs AnyReader read + decode')
     for storage, name, count, mb, seconds in rows:
         peer = next(r[4] for r in rows if r[0] == storage and
                     r[1] == 'read + decode: rosbags AnyReader')
-        lines.append(f'| {storage} | {name} | {count / seconds:,.0f} | {mb / seconds:.1f} | '
-                     f'{peer / seconds:.2f}x |')
+        table.add(storage, name, f'{count / seconds:,.0f}', f'{mb / seconds:.1f}',
+                  f'{peer / seconds:.2f}x')
+    lines += table.lines()
     body = '\n'.join(lines) + '\n'
     print(body)
     write_result('bags', 'rosbag2 throughput: write, read, convert', body)

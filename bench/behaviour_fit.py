@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from bench.common import ensure_bench_run, write_result
+from bench.common import Table, ensure_bench_run, mean_std, write_result
 from dgm_policy_ros.workflows.evaluation import export_and_score
 
 HERE = Path(__file__).resolve().parent
@@ -90,10 +90,9 @@ def main() -> int:
              f'the seeds, each the mean of {args.episodes} episodes through the deployment '
              'runner; "model alone" is idql with one candidate. Every idql row starts from '
              'its earlier settings, ' + ', '.join(f'{k} {v}' for k, v in BEFORE.items()) +
-             ', and changes what it lists.', '',
-             '| algorithm | settings | steps | spread of draws | MSE of their mean | '
-             'MSE of one draw | score, model alone | score, shipped policy |',
-             '|---|---|---|---|---|---|---|---|']
+             ', and changes what it lists.', '']
+    table = Table('algorithm', 'settings', 'steps', 'spread of draws', 'MSE of their mean',
+                  'MSE of one draw', 'score, model alone', 'score, shipped policy', echo=True)
     root = HERE.parent / 'runs' / 'behaviour_fit'
     for steps in args.steps:
         for algo, settings in ARMS:
@@ -109,12 +108,9 @@ def main() -> int:
             f = {k: np.mean([x[k] for x in fits]) for k in fits[0]}
             label = ', '.join(f'{k} {v}' for k, v in settings.items()
                               if k not in BEFORE or BEFORE[k] != v) or '–'
-            lines.append(f'| {algo} | {label} | {steps} | '
-                         f"{f['spread']:.3f} | {f['mse_mean']:.4f} | {f['mse_draw']:.4f} | "
-                         f'{np.mean(alone_scores):.1f} ± {np.std(alone_scores):.1f} | '
-                         f'{np.mean(shipped_scores):.1f} ± {np.std(shipped_scores):.1f} |')
-            print(lines[-1], flush=True)
-    body = '\n'.join(lines) + '\n'
+            table.add(algo, label, steps, f"{f['spread']:.3f}", f"{f['mse_mean']:.4f}",
+                      f"{f['mse_draw']:.4f}", mean_std(alone_scores), mean_std(shipped_scores))
+    body = '\n'.join(lines + table.lines()) + '\n'
     print(body)
     write_result('behaviour_fit', 'Diffusion behaviour model vs regression: fit and score',
                  body)

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from bench.common import write_result
+from bench.common import Table, write_result
 
 
 def frames_per_second(env, view, learning: bool, frames: int) -> float:
@@ -59,9 +59,9 @@ def main(argv=None) -> int:
              f"MUJOCO_GL={os.environ.get('MUJOCO_GL')} on this machine's CPU (Mesa may use "
              f'every core); frames per second over {args.frames} environment steps, each '
              "rendering one frame. MuJoCo defaults: 4x multisampling (or the model's), "
-             'shadows and reflections on. Both settings in the same run.', '',
-             '| task | size (px) | learning settings (fps) | MuJoCo defaults (fps) | speed-up |',
-             '|---|---|---|---|---|']
+             'shadows and reflections on. Both settings in the same run.', '']
+    table = Table('task', 'size (px)', 'learning settings (fps)', 'MuJoCo defaults (fps)',
+                  'speed-up', echo=True)
     for task in args.tasks:
         for size in args.sizes:
             env = make_env(f'metaworld/{task}')
@@ -70,10 +70,9 @@ def main(argv=None) -> int:
                               position=LEROBOT_METAWORLD.position, flip=True)
             fast = frames_per_second(env, view, True, args.frames)
             slow = frames_per_second(env, view, False, args.frames)
-            lines.append(f'| {task} | {size} | {fast:.0f} | {slow:.0f} | {fast / slow:.1f}x |')
-            print(lines[-1], flush=True)
+            table.add(task, size, f'{fast:.0f}', f'{slow:.0f}', f'{fast / slow:.1f}x')
             env.close()
-    body = '\n'.join(lines) + '\n'
+    body = '\n'.join(lines + table.lines()) + '\n'
     write_result('cameras', 'Headless camera rendering: learning settings vs MuJoCo defaults',
                  body)
     return 0

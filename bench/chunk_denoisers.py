@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from bench.common import ensure_run, write_result
+from bench.common import Table, ensure_run, mean_std, write_result
 from bench.latency import race
 from dgm_policy_ros.workflows.evaluation import export_and_score
 
@@ -73,15 +73,16 @@ def main() -> int:
              f'mean ± std over seeds, each the mean of {args.episodes} episodes through the '
              'deployment runner. Training: gradient steps/s on one CPU thread (runs one after '
              'the other). Latency: median of '
-             f'{args.calls} interleaved calls at batch 1, ONNX Runtime CPU, one thread.', '',
-             '| dataset | denoiser | prediction | score | train steps/s | latency (ms) | '
-             f'latency / {base} |', '|---|---|---|---|---|---|---|']
+             f'{args.calls} interleaved calls at batch 1, ONNX Runtime CPU, one thread.', '']
+    table = Table('dataset', 'denoiser', 'prediction', 'score', 'train steps/s', 'latency (ms)',
+                  f'latency / {base}')
     ref = {r['dataset']: r['ms'] for r in rows if r['arm'] == base}
     for r in rows:
         kind, prediction = r['arm'].split('-')
-        lines.append(f"| {r['dataset']} | {kind} | {prediction} | {np.mean(r['scores']):.1f} ± "
-                     f"{np.std(r['scores']):.1f} | {r['steps_per_s']:.0f} | {r['ms']:.2f} | "
-                     f"{r['ms'] / ref[r['dataset']]:.1f} |")
+        table.add(r['dataset'], kind, prediction, mean_std(r['scores']),
+                  f"{r['steps_per_s']:.0f}", f"{r['ms']:.2f}",
+                  f"{r['ms'] / ref[r['dataset']]:.1f}")
+    lines += table.lines()
     body = '\n'.join(lines) + '\n'
     print(body)
     write_result('chunk_denoisers', 'Diffusion Policy: denoiser network and prediction target',

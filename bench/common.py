@@ -52,6 +52,41 @@ def invocation() -> list[str]:
     return list(sys.argv)
 
 
+class Table:
+    """The one markdown table writer of bench/: a header, then rows of as many cells, each row
+    printed as it is added when ``echo`` (a long benchmark shows its progress)."""
+
+    def __init__(self, *header: str, echo: bool = False) -> None:
+        self.header = header
+        self.rows: list[tuple[str, ...]] = []
+        self.echo = echo
+
+    @staticmethod
+    def _line(cells) -> str:
+        return '| ' + ' | '.join(str(c).replace('|', '\\|') for c in cells) + ' |'
+
+    def add(self, *cells) -> None:
+        if len(cells) != len(self.header):
+            raise ValueError(f'{len(cells)} cells for {len(self.header)} columns: {cells}')
+        self.rows.append(tuple(str(c) for c in cells))
+        if self.echo:
+            print(self._line(cells), flush=True)
+
+    def lines(self) -> list[str]:
+        return [self._line(self.header), '|' + '---|' * len(self.header),
+                *(self._line(r) for r in self.rows)]
+
+    def __str__(self) -> str:
+        return '\n'.join(self.lines())
+
+
+def mean_std(values, digits: int = 1) -> str:
+    """``mean ± std`` of a result over seeds, as every table writes it."""
+    import numpy as np
+
+    return f'{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}'
+
+
 def write_result(name: str, title: str, body: str) -> Path:
     """Write bench/results/<name>.md with a header naming the machine and the command.
 

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from bench.common import write_result
+from bench.common import Table, write_result
 from dgm_policy_ros.sim.collect import collect_suite
 
 
@@ -35,20 +35,20 @@ def main() -> int:
             rows.append((dataset_id, p))
     total = time.perf_counter() - started
 
-    lines = ['| dataset | behaviour | episodes | transitions | return mean ± std | '
-             'normalized score | generation s | steps/s |', '|---|---|---|---|---|---|---|---|']
+    table = Table('dataset', 'behaviour', 'episodes', 'transitions', 'return mean ± std',
+                  'normalized score', 'generation s', 'steps/s')
     for dataset_id, p in rows:
         behaviour = p.get('behaviour') or [{'type': 'concat of ' + ', '.join(p['sources'])}]
         who = ' + '.join(b.get('checkpoint', b['type']) for b in behaviour)
         if p.get('noise_sigma'):
             who += f" (σ={p['noise_sigma']})"
         gen = p.get('generation_seconds', float('nan'))
-        lines.append(
-            f"| {dataset_id} | {who} | {p['episodes']} | {p['transitions']} | "
-            f"{p['return_mean']:.1f} ± {p['return_std']:.1f} | "
-            f"{p.get('normalized_score_mean', float('nan')):.1f} ± "
-            f"{p.get('normalized_score_std', float('nan')):.1f} | {gen:.1f} | "
-            f"{p['transitions'] / gen if gen else float('nan'):.0f} |")
+        table.add(dataset_id, who, p['episodes'], p['transitions'],
+                  f"{p['return_mean']:.1f} ± {p['return_std']:.1f}",
+                  f"{p.get('normalized_score_mean', float('nan')):.1f} ± "
+                  f"{p.get('normalized_score_std', float('nan')):.1f}", f'{gen:.1f}',
+                  f"{p['transitions'] / gen if gen else float('nan'):.0f}")
+    lines = table.lines()
     notes = (
         '\nReturns are over complete episodes (episodes cut by the step budget are kept in the '
         'data, marked as truncations, but left out of the return statistics). Normalized score: '

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from bench.common import RESULTS, ensure_run, write_result
+from bench.common import RESULTS, Table, ensure_run, write_result
 from bench.latency import race
 
 HERE = Path(__file__).resolve().parent
@@ -67,13 +67,14 @@ def main() -> int:
              'DDIM step count from the same weights. Score: normalized, mean ± std over '
              f'{args.episodes} episodes through the deployment runner. Latency: median of '
              f'{args.calls} calls at batch 1 on ONNX Runtime CPU (1 thread), the two ways '
-             'interleaved in one run.', '',
-             '| DDIM steps | score | return | unrolled graph (ms) | loop in runner (ms) | '
-             'runner / graph |', '|---|---|---|---|---|---|']
+             'interleaved in one run.', '']
+    table = Table('DDIM steps', 'score', 'return', 'unrolled graph (ms)', 'loop in runner (ms)',
+                  'runner / graph')
     for r in rows:
-        lines.append(f"| {r['k']} | {r['score']:.1f} ± {r['score_std']:.1f} | "
-                     f"{r['return']:.0f} | {r['graph_ms']:.2f} | {r['loop_ms']:.2f} | "
-                     f"{r['loop_ms'] / r['graph_ms']:.2f} |")
+        table.add(r['k'], f"{r['score']:.1f} ± {r['score_std']:.1f}", f"{r['return']:.0f}",
+                  f"{r['graph_ms']:.2f}", f"{r['loop_ms']:.2f}",
+                  f"{r['loop_ms'] / r['graph_ms']:.2f}")
+    lines += table.lines()
     body = '\n'.join(lines) + '\n\n![return and latency vs steps](diffusion_steps.png)\n'
     print(body)
     plot(rows, RESULTS / 'diffusion_steps.png')

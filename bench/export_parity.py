@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.common import write_result
+from bench.common import Table, write_result
 from bench.latency import VARIANTS, prepare, variant_tag
 
 
@@ -30,9 +30,9 @@ def main() -> int:
              'are max |ONNX Runtime - torch| in action units (actions span [-1, 1]); a policy '
              'that chooses among candidates can be off by a whole action where fp16 rounding '
              'flips its choice, so the rows (observations) off by more than 1e-2 are counted.',
-             '',
-             '| algorithm | family | fp32 max error | fp16 max error | fp16 rows off by > 1e-2 '
-             '| ops | TensorRT parser | static shapes |', '|---|---|---|---|---|---|---|---|']
+             '']
+    table = Table('algorithm', 'family', 'fp32 max error', 'fp16 max error',
+                  'fp16 rows off by > 1e-2', 'ops', 'TensorRT parser', 'static shapes', echo=True)
     for label, algo, settings in VARIANTS:
         bundle = load_bundle(prepare(algo, args.dataset, args.train_steps, fp16=True,
                                      tag=f'parity-{variant_tag(label)}', algo_config=settings))
@@ -42,12 +42,12 @@ def main() -> int:
         dynamic = [n for g in graphs for n in non_batch_dynamic_dims(g)]
         ops = sorted(set().union(*(graph_ops(g) for g in graphs)))
         off = bundle.manifest['parity']['fp16_rows_off']
-        lines.append(f"| {label} | {bundle.manifest['family']} | {errors['fp32']:.1e} | "
-                     f"{errors['fp16']:.1e} | {off['over']} of {off['rows']} | "
-                     f"{len(ops)} ({', '.join(ops)}) | "
-                     f"{'all supported' if not missing else 'MISSING ' + str(sorted(missing))}"
-                     f" | {'yes' if not dynamic else 'no: ' + str(dynamic)} |")
-        print(lines[-1], flush=True)
+        table.add(label, bundle.manifest['family'], f"{errors['fp32']:.1e}",
+                  f"{errors['fp16']:.1e}", f"{off['over']} of {off['rows']}",
+                  f"{len(ops)} ({', '.join(ops)})",
+                  'all supported' if not missing else 'MISSING ' + str(sorted(missing)),
+                  'yes' if not dynamic else 'no: ' + str(dynamic))
+    lines += table.lines()
     lines.append('\nThe fp16 graphs keep fp32 inputs/outputs (onnxconverter-common, '
                  '`keep_io_types`); they are what TensorRT 11 builds strongly typed.')
     body = '\n'.join(lines) + '\n'

@@ -31,7 +31,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from bench.common import RESULTS, machine_description, write_result
+from bench.common import RESULTS, Table, machine_description, write_result
 
 FAMILIES = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',
             'diffusion_ql', 'wm_ensemble']
@@ -285,21 +285,19 @@ def main(argv=None) -> int:
 def write_table(report: dict[str, Any], out: Path, args) -> Path:
     ways = sorted({w for row in report['families'].values()
                    for w in row.get('latency p50 / p99 ms', {})})
-    lines = [', '.join(f'{k}: {v}' for k, v in report['versions'].items()), '',
-             '| family | fp32 max error | fp16 max error | engine reused | foreign engine | '
-             + ' | '.join(f'{w} p50 / p99 ms' for w in ways) + ' |',
-             '|---|---|---|---|---|' + '---|' * len(ways)]
+    table = Table('family', 'fp32 max error', 'fp16 max error', 'engine reused', 'foreign engine',
+                  *(f'{w} p50 / p99 ms' for w in ways))
     for name, row in report['families'].items():
         if 'error' in row:
-            lines.append(f"| {name} | {row['error']} |")
+            table.add(name, row['error'], *['-'] * (len(table.header) - 2))
             continue
         cache = row['fp32 cache']
         lat = row.get('latency p50 / p99 ms', {})
-        lines.append(f"| {name} | {row['fp32 max error']} | {row['fp16 max error']} | "
-                     f"{cache['reused']} / {row['fp16 cache']['reused']} | "
-                     f"{cache['foreign engine']} | "
-                     + ' | '.join(lat.get(w, '-') for w in ways) + ' |')
-    lines += ['', f"GPU and TensorRT tests: {report['tests']}", '',
+        table.add(name, row['fp32 max error'], row['fp16 max error'],
+                  f"{cache['reused']} / {row['fp16 cache']['reused']}", cache['foreign engine'],
+                  *(lat.get(w, '-') for w in ways))
+    lines = [', '.join(f'{k}: {v}' for k, v in report['versions'].items()), '',
+             *table.lines(), '', f"GPU and TensorRT tests: {report['tests']}", '',
               'Parity: the same seeded noise through both runners, 64 observations. '
               + ('DRY RUN: ONNX Runtime on the CPU stood in for TensorRT and CUDA; the numbers '
                  'say the check works, not how fast a GPU is.' if args.dry_run else '')]

@@ -21,7 +21,7 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 import numpy as np
 
-from bench.common import write_result
+from bench.common import Table, write_result
 
 ALGOS = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',
          'diffusion_ql']
@@ -204,17 +204,19 @@ def main() -> int:
     lines = [f'Batch 1, one CPU thread, {args.calls} calls per contender (interleaved in 10 '
              f'rounds), {args.dataset} observation and action sizes, default (deployed) '
              f'network sizes. µs per inference; a chunked policy (H actions, n executed) '
-             'infers once every n control steps.', '',
-             '| algorithm | family | FLOPs | torch eager p50 / p99 | ONNX Runtime p50 / p99 | '
-             'runner p50 / p99 | ORT speed-up (p50) | ORT GFLOP/s | H / n |',
-             '|---|---|---|---|---|---|---|---|---|']
+             'infers once every n control steps.', '']
+    table = Table('algorithm', 'family', 'FLOPs', 'torch eager p50 / p99',
+                  'ONNX Runtime p50 / p99', 'runner p50 / p99', 'ORT speed-up (p50)',
+                  'ORT GFLOP/s', 'H / n')
     for r in rows:
-        lines.append(
-            f"| {r['algo']} | {r['family']} | {r['flops'] / 1e6:.2f} M | "
-            f"{r['torch_p50']:.0f} / {r['torch_p99']:.0f} | {r['ort_p50']:.0f} / "
-            f"{r['ort_p99']:.0f} | {r['runner_p50']:.0f} / {r['runner_p99']:.0f} | "
-            f"{r['torch_p50'] / r['ort_p50']:.1f}x | {r['flops'] / r['ort_p50'] / 1e3:.2f} | "
-            f"{r['chunk']} / {r['n_action_steps']} |")
+        table.add(r['algo'], r['family'], f"{r['flops'] / 1e6:.2f} M",
+                  f"{r['torch_p50']:.0f} / {r['torch_p99']:.0f}",
+                  f"{r['ort_p50']:.0f} / {r['ort_p99']:.0f}",
+                  f"{r['runner_p50']:.0f} / {r['runner_p99']:.0f}",
+                  f"{r['torch_p50'] / r['ort_p50']:.1f}x",
+                  f"{r['flops'] / r['ort_p50'] / 1e3:.2f}",
+                  f"{r['chunk']} / {r['n_action_steps']}")
+    lines += table.lines()
     lines += ['', f'This core multiplies 512x512 float32 matrices at {peak:.1f} GFLOP/s (torch, '
               'one thread). Share of that rate reached by ONNX Runtime: ' + ', '.join(
                   f"{r['algo']} {100 * r['flops'] / r['ort_p50'] / 1e3 / peak:.0f}%"
@@ -224,11 +226,13 @@ def main() -> int:
     if not args.no_d3rlpy:
         d3 = d3rlpy_rows(args.dataset, args.calls)
         lines += ['', "d3rlpy's own exported ONNX policies (`save_policy`), same machine and "
-                  'run:', '', '| d3rlpy algorithm | d3rlpy predict p50 / p99 | '
-                  'its ONNX in ONNX Runtime p50 / p99 |', '|---|---|---|']
+                  'run:', '']
+        table = Table('d3rlpy algorithm', 'd3rlpy predict p50 / p99',
+                      'its ONNX in ONNX Runtime p50 / p99')
         for r in d3:
-            lines.append(f"| {r['algo']} | {r['predict_p50']:.0f} / {r['predict_p99']:.0f} | "
-                         f"{r['ort_p50']:.0f} / {r['ort_p99']:.0f} |")
+            table.add(r['algo'], f"{r['predict_p50']:.0f} / {r['predict_p99']:.0f}",
+                      f"{r['ort_p50']:.0f} / {r['ort_p99']:.0f}")
+        lines += table.lines()
     body = '\n'.join(lines) + '\n'
     print(body)
     write_result('latency', 'Inference latency: torch eager vs ONNX Runtime vs the runner', body)

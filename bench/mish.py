@@ -15,7 +15,7 @@ from pathlib import Path
 import statistics
 import sys
 
-from bench.common import write_result
+from bench.common import Table, write_result
 from bench.latency import VARIANTS
 from bench.training_device import dataset_and_spec, steps_per_second
 
@@ -53,13 +53,13 @@ def main() -> int:
 
     lines = [f"Gradient steps per second on {args.dataset}, one CPU thread, the policy "
              f"benchmark's settings; median of {args.repeats} alternating rounds of "
-             f'{args.steps} timed steps (after {args.warmup} warm-up steps) per arm.', '',
-             "| algorithm | torch's Mish | ours | ours / torch's |", '|---|---|---|---|']
+             f'{args.steps} timed steps (after {args.warmup} warm-up steps) per arm.', '']
+    table = Table('algorithm', "torch's Mish", 'ours', "ours / torch's")
     for label, _, _ in cases:
         torch_rate = statistics.median(rates[(label, 'torch')])
         our_rate = statistics.median(rates[(label, 'ours')])
-        lines.append(f'| {label} | {torch_rate:.1f} | {our_rate:.1f} | '
-                     f'{our_rate / torch_rate:.2f}x |')
+        table.add(label, f'{torch_rate:.1f}', f'{our_rate:.1f}', f'{our_rate / torch_rate:.2f}x')
+    lines += table.lines()
     body = '\n'.join(lines) + '\n'
     print(body)
     write_result('mish', "Diffusion training speed: torch's Mish vs the denoisers' own", body)

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from bench.common import RESULTS, trained_with, write_result
+from bench.common import RESULTS, Table, mean_std, trained_with, write_result
 from bench.d3rlpy_job import dt_warmup_steps
 
 HERE = Path(__file__).resolve().parent
@@ -171,9 +171,8 @@ def table(jobs, steps) -> str:
                      'evaluation went through the deployment runner (their torch model, same '
                      'episode loop and env seeds; the exported graphs match torch to 1.6e-6, '
                      'bench/results/export.md, but stochastic policies drew other noise).')
-    header = '| algorithm | ' + ' | '.join(d.split('/', 1)[1] for d in datasets) + \
-        ' | train s | steps/s | seeds |'
-    lines += [header, '|' + '---|' * (len(datasets) + 4)]
+    scores_table = Table('algorithm', *(d.split('/', 1)[1] for d in datasets), 'train s',
+                         'steps/s', 'seeds')
     algos = [('ours', a) for a in OURS] + [('d3rlpy', a) for a in D3RLPY]
     for impl, algo in algos:
         cells, n = [], set()
@@ -185,7 +184,7 @@ def table(jobs, steps) -> str:
                 timing.setdefault(r.get('device', 'cpu'), []).append(
                     (r['train_s'], r['steps_per_s']))
             n.add(len(runs))
-            cells.append(f'{np.mean(scores):.1f} ± {np.std(scores):.1f}' if scores else '–')
+            cells.append(mean_std(scores) if scores else '–')
         if not timing:
             continue
         # Runs made on different devices are timed apart: a median across them means nothing.
@@ -193,9 +192,8 @@ def table(jobs, steps) -> str:
             f'{np.median([t[i] for t in times]):.0f}' + (f' ({device})' if mixed else '')
             for device, times in sorted(timing.items())) for i in (0, 1))
         label = f'{algo}' if impl == 'ours' else f'd3rlpy {algo}'
-        lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {walls} | {speeds} | '
-                     f'{"/".join(map(str, sorted(n)))} |')
-    return '\n'.join(lines) + '\n'
+        scores_table.add(label, *cells, walls, speeds, '/'.join(map(str, sorted(n))))
+    return '\n'.join(lines + scores_table.lines()) + '\n'
 
 
 def main() -> int:

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from bench.common import ensure_run, write_result
+from bench.common import Table, ensure_run, write_result
 from dgm_policy_ros.workflows.evaluation import export_and_score
 
 HERE = Path(__file__).resolve().parent
@@ -81,10 +81,8 @@ def main() -> int:
              'from the same weights, scored through the deployment runner (normalized score, '
              f'mean ± std over {args.episodes} episodes). argmax of 1 candidate is the '
              'diffusion behaviour model alone; expectile draws a candidate with weight tau '
-             "where Q > V and 1 - tau elsewhere (the IDQL paper's implicit policy).", '',
-             '| dataset (target-network tau) | ' +
-             ' | '.join(f'{r} of {n}' for r, n in VARIANTS) + ' |',
-             '|---|' + '---|' * len(VARIANTS)]
+             "where Q > V and 1 - tau elsewhere (the IDQL paper's implicit policy).", '']
+    scores = Table('dataset (target-network tau)', *(f'{r} of {n}' for r, n in VARIANTS))
     fits = []
     todo = []  # (dataset, label, run)
     for i, dataset in enumerate(args.datasets):
@@ -110,18 +108,19 @@ def main() -> int:
                                          {'selection': rule, 'n_candidates': n})
             cells.append(f'{result.scores.mean():.1f} ± {result.scores.std():.1f}')
             print(f'{dataset} {label} {rule} of {n}: {cells[-1]}', flush=True)
-        lines.append(f'| {dataset} ({label}) | ' + ' | '.join(cells) + ' |')
+        scores.add(f'{dataset} ({label})', *cells)
         fits.append((f'{dataset} ({label})', critic_fit(run, dataset, args.horizon)))
+    lines += scores.lines()
     lines += ['', f'What the critic learned, on the (state, action) pairs of 20 dataset episodes: '
               f'mean Q against the mean discounted return (full, and of the next '
-              f'{args.horizon} rewards only), and their correlations.', '',
-              f'| dataset (target-network tau) | mean Q | mean return | '
-              f'mean {args.horizon}-step return | '
-              f'corr(Q, return) | corr(Q, {args.horizon}-step return) |',
-              '|---|---|---|---|---|---|']
+              f'{args.horizon} rewards only), and their correlations.', '']
+    critic = Table('dataset (target-network tau)', 'mean Q', 'mean return',
+                   f'mean {args.horizon}-step return', 'corr(Q, return)',
+                   f'corr(Q, {args.horizon}-step return)')
     for dataset, f in fits:
-        lines.append(f"| {dataset} | {f['q']:.1f} | {f['full']:.1f} | {f['short']:.1f} | "
-                     f"{f['corr_full']:.2f} | {f['corr_short']:.2f} |")
+        critic.add(dataset, f"{f['q']:.1f}", f"{f['full']:.1f}", f"{f['short']:.1f}",
+                   f"{f['corr_full']:.2f}", f"{f['corr_short']:.2f}")
+    lines += critic.lines()
     body = '\n'.join(lines) + '\n'
     print(body)
     write_result('q_selection', 'Q-guided diffusion: candidate selection and critic horizon',

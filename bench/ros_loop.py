@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from bench.common import write_result
+from bench.common import Table, write_result
 
 OBS, CMD = '/bench/observation', '/bench/commands'
 
@@ -149,14 +149,14 @@ def main() -> int:
     lines = [f'{args.steps} steps per rate and contender; bundle `models/hopper_flow_bc` '
              f"(flow policy, ONNX Runtime CPU, inference p50 {inference['p50_ms']:.3f} ms / "
              f"p99 {inference['p99_ms']:.3f} ms measured in-process in this run). Latency: "
-             'observation published -> command received, in ms.', '',
-             '| rate | node | p50 | p99 | max | missed deadlines | lost | CPU % of a core |',
-             '|---|---|---|---|---|---|---|---|']
+             'observation published -> command received, in ms.', '']
+    table = Table('rate', 'node', 'p50', 'p99', 'max', 'missed deadlines', 'lost',
+                  'CPU % of a core')
     for r in rows:
         name = 'echo (floor)' if r['kind'] == 'echo' else 'policy node'
-        lines.append(f"| {r['rate']:.0f} Hz | {name} | {r['p50']:.3f} | {r['p99']:.3f} | "
-                     f"{r['max']:.3f} | {r['missed']} | {r['lost']} | {r['cpu']:.0f} |")
-    lines.append('')
+        table.add(f"{r['rate']:.0f} Hz", name, f"{r['p50']:.3f}", f"{r['p99']:.3f}",
+                  f"{r['max']:.3f}", r['missed'], r['lost'], f"{r['cpu']:.0f}")
+    lines += [*table.lines(), '']
     for rate in args.rates:
         echo = next(r for r in rows if r['rate'] == rate and r['kind'] == 'echo')
         pol = next(r for r in rows if r['rate'] == rate and r['kind'] == 'policy')

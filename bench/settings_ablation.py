@@ -25,9 +25,7 @@ from pathlib import Path
 import subprocess
 import sys
 
-import numpy as np
-
-from bench.common import RESULTS, ensure_bench_run, write_result
+from bench.common import RESULTS, Table, ensure_bench_run, mean_std, write_result
 from bench.policies import our_config
 from dgm_policy_ros.workflows.evaluation import export_and_score
 
@@ -138,12 +136,11 @@ def main() -> int:
              *(line for a in algos for line in (
                  f"The benchmark's settings{f' for {a}' if len(algos) > 1 else ''}, in full: "
                  f"`{json.dumps(our_config(a, args.steps), separators=(', ', ': '))}`.", '')),
-             '| dataset | settings | score | per seed |', '|---|---|---|---|']
+             ]
+    table = Table('dataset', 'settings', 'score', 'per seed', echo=True)
 
     def row(dataset: str, label: str, scores: list[float]) -> None:
-        lines.append(f'| {dataset} | {label} | {np.mean(scores):.1f} ± {np.std(scores):.1f} | '
-                     f"{', '.join(f'{s:.1f}' for s in scores)} |")
-        print(lines[-1], flush=True)
+        table.add(dataset, label, mean_std(scores), ', '.join(f'{s:.1f}' for s in scores))
 
     def label(settings: dict) -> str:
         return ', '.join(f'{k}: {v}' for k, v in settings.items())
@@ -185,7 +182,7 @@ def main() -> int:
                 row(dataset, f'd3rlpy {args.peer}, {label(settings)}',
                     peer_arm_scores(args.peer, settings, dataset, args.seeds, args.steps,
                                     args.episodes, root))
-    body = '\n'.join(lines) + '\n'
+    body = '\n'.join(lines + table.lines()) + '\n'
     print(body)
     write_result(args.name, f"{', '.join(algos)}: settings side by side", body)
     return 0

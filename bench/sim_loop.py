@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from bench.common import write_result
+from bench.common import Table, mean_std, write_result
 
 
 def main() -> int:
@@ -34,18 +34,19 @@ def main() -> int:
     scores = local.scores
     lat = runner.latency_percentiles()
     same = np.array_equal(np.asarray(loop['returns']), local.returns)
+    table = Table('path', 'return', 'normalized score', 'inference p50 / p99 ms',
+                  'missed deadlines', 'wall s')
+    table.add('`dgm sim-loop --lockstep` (simulator and policy nodes, DDS)',
+              f"{loop['return_mean']:.1f} ± {loop['return_std']:.1f}",
+              f"{loop['score_mean']:.1f} ± {loop['score_std']:.1f}",
+              f"{loop['inference_p50_ms']:.3f} / {loop['inference_p99_ms']:.3f}",
+              loop['missed_deadlines'], f"{loop['wall_s']:.1f}")
+    table.add('in-process `evaluate()` through the same runner', mean_std(local.returns),
+              mean_std(scores), f"{lat['p50_ms']:.3f} / {lat['p99_ms']:.3f}", '–',
+              f'{local_s:.1f}')
     body = '\n'.join([
         f'`models/{DEFAULT_BUNDLE}` on Hopper-v5, {args.episodes} episodes, env seeds '
-        f"{loop['seeds'][0]}..{loop['seeds'][-1]}, ONNX Runtime CPU.", '',
-        '| path | return | normalized score | inference p50 / p99 ms | missed deadlines | '
-        'wall s |', '|---|---|---|---|---|---|',
-        f"| `dgm sim-loop --lockstep` (simulator and policy nodes, DDS) | "
-        f"{loop['return_mean']:.1f} ± {loop['return_std']:.1f} | {loop['score_mean']:.1f} ± "
-        f"{loop['score_std']:.1f} | {loop['inference_p50_ms']:.3f} / "
-        f"{loop['inference_p99_ms']:.3f} | {loop['missed_deadlines']} | {loop['wall_s']:.1f} |",
-        f'| in-process `evaluate()` through the same runner | {local.returns.mean():.1f} ± '
-        f'{local.returns.std():.1f} | {np.mean(scores):.1f} ± {np.std(scores):.1f} | '
-        f"{lat['p50_ms']:.3f} / {lat['p99_ms']:.3f} | – | {local_s:.1f} |", '',
+        f"{loop['seeds'][0]}..{loop['seeds'][-1]}, ONNX Runtime CPU.", '', *table.lines(), '',
         f"Per-episode returns identical bit for bit: {'yes' if same else 'NO'}."])
     print(body)
     write_result('sim_loop', 'Sim-in-the-loop vs in-process evaluation (default bundle)', body)

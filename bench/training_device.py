@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from bench.common import write_result
+from bench.common import Table, write_result
 from bench.policies import OURS, bench_settings
 
 HERE = Path(__file__).resolve().parent
@@ -95,13 +95,11 @@ def main() -> int:
     lines = [f"Gradient steps per second on {args.dataset} with the policy benchmark's "
              f'settings (bench/policies.py); {args.cpu_steps} timed steps on the CPU, '
              f'{args.gpu_steps} on the GPU, each after {args.warmup} warm-up steps. Ratios are '
-             'against one CPU thread, measured in the same run.', '',
-             '| algorithm | ' + ' | '.join(heads) + ' | ' +
-             ' | '.join(f'{h} / 1 thread' for h in heads[1:]) + ' |',
-             '|' + '---|' * (1 + 2 * len(heads) - 1)]
+             'against one CPU thread, measured in the same run.', '']
+    table = Table('algorithm', *heads, *(f'{h} / 1 thread' for h in heads[1:]))
     for name, rates in rows:
-        lines.append(f'| {name} | ' + ' | '.join(f'{r:.0f}' for r in rates) + ' | ' +
-                     ' | '.join(f'{r / rates[0]:.1f}x' for r in rates[1:]) + ' |')
+        table.add(name, *(f'{r:.0f}' for r in rates), *(f'{r / rates[0]:.1f}x' for r in rates[1:]))
+    lines += table.lines()
     if not gpu:
         lines += ['', 'No GPU on this machine: the GPU column is absent.']
     body = '\n'.join(lines) + '\n'

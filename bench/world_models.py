@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 
-from bench.common import write_result
+from bench.common import Table, write_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,15 +49,16 @@ def main() -> int:
     lines = [f'{args.steps} gradient steps, seed {args.seed}, one CPU thread; 10% of episodes '
              'held out. One-step MSE: over (observation change in units of each observation '
              "dimension's spread, reward in its own units); open-loop: observation error in "
-             'units of the observation spread.', '',
-             '| dataset | model | one-step MSE | one-step NLL | reward MSE | open-loop MSE '
-             'H=1 | H=5 | H=20 | steps/s |', '|---|---|---|---|---|---|---|---|---|']
+             'units of the observation spread.', '']
+    table = Table('dataset', 'model', 'one-step MSE', 'one-step NLL', 'reward MSE',
+                  'open-loop MSE H=1', 'H=5', 'H=20', 'steps/s')
     for r in rows:
         nll = f"{r['one_step_nll']:.2f}" if 'one_step_nll' in r else '–'
-        lines.append(f"| {r['dataset'].split('/', 1)[1]} | {r['model']} | "
-                     f"{r['one_step_mse']:.4f} | {nll} | {r['reward_mse']:.4f} | "
-                     f"{r['open_loop_mse_h1']:.4f} | {r['open_loop_mse_h5']:.4f} | "
-                     f"{r['open_loop_mse_h20']:.3f} | {r['steps_per_s']:.0f} |")
+        table.add(r['dataset'].split('/', 1)[1], r['model'], f"{r['one_step_mse']:.4f}", nll,
+                  f"{r['reward_mse']:.4f}", f"{r['open_loop_mse_h1']:.4f}",
+                  f"{r['open_loop_mse_h5']:.4f}", f"{r['open_loop_mse_h20']:.3f}",
+                  f"{r['steps_per_s']:.0f}")
+    lines += table.lines()
     body = '\n'.join(lines) + '\n'
     print(body)
     write_result('world_models', 'World models on held-out episodes', body)

@@ -7,10 +7,14 @@ message naming the field, so a typo in a YAML file is caught before any work sta
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
 import os
 from pathlib import Path
 import re
+import textwrap
 import types
 import typing
 from typing import Any, TypeVar
@@ -154,3 +158,39 @@ class Config:
 
     def replace(self: C, **changes: Any) -> C:
         return dataclasses.replace(self, **changes)
+
+
+def _own_field_comments(cls: type) -> dict[str, str]:
+    source = textwrap.dedent(inspect.getsource(cls))
+    lines = source.splitlines()
+    comments: dict[str, str] = {}
+    for node in ast.parse(source).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            line = lines[node.lineno - 1]
+            text = line.split('  # ', 1)[1] if '  # ' in line else ''
+            above, k = [], node.lineno - 2
+            while k >= 0 and lines[k].strip().startswith('#'):
+                above.insert(0, lines[k].strip().lstrip('# '))
+                k -= 1
+            comments[node.target.id] = ' '.join(above + [text]).strip()
+    return comments
+
+
+@functools.lru_cache(maxsize=None)
+def field_comments(config_class: type) -> dict[str, str]:
+    """The comment beside (or just above) each field of a config dataclass and its project
+    bases: the one description of a setting, which docs/ and the command line's options read."""
+    comments: dict[str, str] = {}
+    for cls in reversed(config_class.__mro__):
+        if dataclasses.is_dataclass(cls) and cls.__module__.startswith('dgm_policy_ros'):
+            comments.update(_own_field_comments(cls))
+    return comments
+
+
+def field_default(field: dataclasses.Field) -> Any:
+    """A field's default value, ``dataclasses.MISSING`` for a required one."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING

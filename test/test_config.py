@@ -68,3 +68,28 @@ def test_shipped_recipes_parse():
         assert recipes['medium-expert'].concat == ['medium', 'expert']
     with pytest.raises(ConfigError, match='no dataset recipes for Ant-v5'):
         load_recipes('Ant-v5')
+
+
+def test_training_options_come_from_train_config_fields():
+    """Each option of ``dgm train`` is a TrainConfig field: its type, its comment as the help
+    text, and only what was typed overrides the YAML config."""
+    import argparse
+    import dataclasses
+
+    from dgm_policy_ros.cli.common import config_overrides
+    from dgm_policy_ros.cli.training_commands import RUN_FIELDS, TRAIN_FIELDS, add_run_options
+    from dgm_policy_ros.config import field_comments
+    from dgm_policy_ros.training.train_config import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    add_run_options(parser, RUN_FIELDS + TRAIN_FIELDS)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(RUN_FIELDS + TRAIN_FIELDS) <= names
+    args = parser.parse_args(['--out', 'r', '--steps', '7', '--synthetic-ratio', '0.5'])
+    assert config_overrides(args, RUN_FIELDS + TRAIN_FIELDS) == {
+        'out': 'r', 'steps': 7, 'synthetic_ratio': 0.5}
+    helps = {a.dest: a.help for a in parser._actions}
+    assert helps['eval_every'].startswith(field_comments(TrainConfig)['eval_every'])
+    assert '(default 10000)' in helps['eval_every']
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--steps', '7'])  # --out is required

@@ -1,10 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What the command groups share: the handler and parser-adding types, the data-dir option."""
+"""What the command groups share: the handler and parser-adding types, the data-dir option,
+and options made from a config dataclass's fields."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
-from typing import Callable
+import typing
+from typing import Any, Callable, Iterable
+
+from dgm_policy_ros.config import field_comments, field_default
 
 Handler = Callable[[argparse.Namespace], int]
 Add = Callable[[str, Handler, str], argparse.ArgumentParser]
@@ -18,3 +23,36 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 def apply_data_dir(args: argparse.Namespace) -> None:
     if getattr(args, 'data_dir', None):
         os.environ['MINARI_DATASETS_PATH'] = os.path.abspath(args.data_dir)
+
+
+def _option_type(hint: Any) -> type:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    kind = args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
+    if kind not in (int, float, str):
+        raise TypeError(f'no command-line option for a field of type {hint}')
+    return kind
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_class: type,
+                       names: Iterable[str], required: Iterable[str] = (),
+                       defaults: dict[str, Any] | None = None) -> None:
+    """``--<name>`` for each named field of ``config_class``, typed and described by the field
+    itself (its comment in the source is the help text). An option left out stays ``None``, so
+    only what was typed overrides a YAML config; ``defaults`` changes what a command uses."""
+    hints = typing.get_type_hints(config_class)
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    comments = field_comments(config_class)
+    required, defaults = set(required), defaults or {}
+    for name in names:
+        default = defaults.get(name, field_default(fields[name]))
+        text = comments.get(name, '')
+        if default not in (dataclasses.MISSING, None) and name not in required:
+            text += f' (default {default})'
+        parser.add_argument('--' + name.replace('_', '-'), type=_option_type(hints[name]),
+                            required=name in required, default=defaults.get(name),
+                            help=text.strip().replace('%', '%%') or None)
+
+
+def config_overrides(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
+    """The options of ``add_config_options`` that were given (or defaulted by the command)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}

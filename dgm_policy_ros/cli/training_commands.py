@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from dgm_policy_ros.cli.common import Add, add_data_dir
+from dgm_policy_ros.cli.common import Add, add_config_options, add_data_dir, config_overrides
 from dgm_policy_ros.config import ConfigError
 
 
@@ -19,15 +19,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from dgm_policy_ros.training.trainer import TrainConfig, Trainer
 
-    overrides = {k: v for k, v in {
-        'algo': args.algo, 'dataset': args.dataset, 'out': args.out, 'steps': args.steps,
-        'seed': args.seed, 'eval_every': args.eval_every, 'eval_episodes': args.eval_episodes,
-        'checkpoint_every': args.checkpoint_every, 'threads': args.threads,
-        'device': args.device,
-        'val_fraction': getattr(args, 'val_fraction', None),
-        'extra_transitions': getattr(args, 'extra_transitions', None),
-        'synthetic_ratio': getattr(args, 'synthetic_ratio', None),
-    }.items() if v is not None}
+    overrides = config_overrides(args, ('algo', *RUN_FIELDS, *TRAIN_FIELDS))
     data: dict = {}
     if args.config:
         data = yaml.safe_load(open(args.config)) or {}
@@ -54,19 +46,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_run_options(p: argparse.ArgumentParser, evaluation: str) -> None:
-    """The options of a training run, declared once for ``train`` and ``train-world-model``
-    (each maps onto a ``TrainConfig`` field of the same name)."""
-    p.add_argument('--dataset', help='Minari id or dataset folder')
-    p.add_argument('--steps', type=int, help='gradient steps (default 100000)')
+# TrainConfig fields every training command takes as options; TRAIN_FIELDS: policies' only.
+RUN_FIELDS = ('dataset', 'steps', 'seed', 'out', 'eval_every', 'checkpoint_every', 'threads',
+              'device', 'val_fraction')
+TRAIN_FIELDS = ('eval_episodes', 'extra_transitions', 'synthetic_ratio')
+
+
+def add_run_options(p: argparse.ArgumentParser, fields: tuple[str, ...] = RUN_FIELDS,
+                    defaults: dict | None = None) -> None:
+    """The options of a training run, made from ``TrainConfig``'s fields, for ``train`` and
+    ``train-world-model``."""
+    from dgm_policy_ros.training.train_config import TrainConfig
+
+    add_config_options(p, TrainConfig, fields, required=('out',), defaults=defaults)
     p.add_argument('--config', help='YAML: a TrainConfig, or just algorithm hyper-parameters')
-    p.add_argument('--seed', type=int)
-    p.add_argument('--out', required=True, help='run folder, e.g. runs/hopper-medium-bc')
     p.add_argument('--resume', action='store_true', help='continue the run in --out')
-    p.add_argument('--eval-every', type=int, help=f'gradient steps between {evaluation}')
-    p.add_argument('--checkpoint-every', type=int)
-    p.add_argument('--threads', type=int, help='torch threads per process (default 1)')
-    p.add_argument('--device', help='cpu (default), cuda, cuda:N, or auto (the GPU if any)')
     p.add_argument('--quiet', action='store_true')
     add_data_dir(p)
 
@@ -77,12 +71,7 @@ def register_train(add: Add) -> None:
     from dgm_policy_ros.training.registry import ALGORITHMS  # names only: no torch import
 
     p.add_argument('--algo', help=f"algorithm name ({', '.join(ALGORITHMS)})")
-    add_run_options(p, 'MuJoCo evaluations')
-    p.add_argument('--eval-episodes', type=int)
-    p.add_argument('--extra-transitions', metavar='FILE',
-                   help='synthetic transitions (dgm augment-mopo / augment-synther) to mix in')
-    p.add_argument('--synthetic-ratio', type=float,
-                   help='fraction of each batch from --extra-transitions (default: by size)')
+    add_run_options(p, RUN_FIELDS + TRAIN_FIELDS)
 
 
 def _cmd_train_world_model(args: argparse.Namespace) -> int:
@@ -97,10 +86,7 @@ def register_train_world_model(add: Add) -> None:
     from dgm_policy_ros.training.registry import WORLD_MODELS  # names only: no torch import
 
     p.add_argument('--model', required=True, choices=sorted(WORLD_MODELS))
-    add_run_options(p, 'held-out metrics')
-    p.add_argument('--val-fraction', type=float, default=0.1,
-                   help='held-out episodes for the metrics')
-    p.set_defaults(eval_episodes=None)
+    add_run_options(p, defaults={'val_fraction': 0.1})
 
 
 def _cmd_augment_mopo(args: argparse.Namespace) -> int:

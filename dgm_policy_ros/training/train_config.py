@@ -7,34 +7,35 @@ import dataclasses
 from typing import Optional
 
 from dgm_policy_ros.config import Config, ConfigError
-from dgm_policy_ros.training.device import check_device_name
 from dgm_policy_ros.training.registry import get_algorithm
 
 
 @dataclasses.dataclass
 class TrainConfig(Config):
-    algo: str
-    dataset: str
-    out: str
-    steps: int = 100_000
+    algo: str  # algorithm or world-model name
+    dataset: str  # Minari id or dataset folder
+    out: str  # run folder, e.g. runs/hopper-medium-bc
+    steps: int = 100_000  # gradient steps
     seed: int = 0
-    eval_every: int = 10_000  # 0: evaluate only at the end; -1: never
-    eval_episodes: int = 10
+    eval_every: int = 10_000  # gradient steps between evaluations; 0: only at the end; -1: never
+    eval_episodes: int = 10  # episodes per evaluation
     eval_env: Optional[str] = None  # default: the dataset's environment
-    checkpoint_every: int = 5_000
+    checkpoint_every: int = 5_000  # gradient steps between checkpoints
     log_every: int = 250
-    val_fraction: float = 0.0
+    val_fraction: float = 0.0  # held-out episodes (validation loss; world models' metrics)
     threads: int = 1  # torch intra-op threads per process
-    device: str = 'cpu'  # cpu | cuda | cuda:N | auto (the GPU when torch sees one)
+    device: str = 'cpu'  # cpu, cuda, cuda:N, or auto (the GPU when torch sees one)
     tensorboard: bool = True
     progress: bool = True
     algo_config: dict = dataclasses.field(default_factory=dict)
     # Fine-tuning: start from this trained model (a run folder, or a bundle's training/
     # folder), keeping its normalization and action bounds.
     init_from: Optional[str] = None
-    # Augmentation: a transitions file (dgm augment-mopo / augment-synther) mixed into the
-    # batches, a fraction synthetic_ratio of each (None: in proportion to the sizes).
+    # Augmentation: synthetic transitions (a file from dgm augment-mopo / augment-synther)
+    # mixed into the batches.
     extra_transitions: Optional[str] = None
+
+    # The fraction of each batch from extra_transitions (None: in proportion to the sizes).
     synthetic_ratio: Optional[float] = None
 
     def validate(self) -> None:
@@ -50,6 +51,8 @@ class TrainConfig(Config):
             raise ConfigError('TrainConfig.synthetic_ratio must be in (0, 1)')
         if self.synthetic_ratio is not None and not self.extra_transitions:
             raise ConfigError('TrainConfig.synthetic_ratio needs extra_transitions')
+        from dgm_policy_ros.training.device import check_device_name  # imports torch
+
         check_device_name(self.device)
 
     def algorithm_config(self, saved: bool = False):
