@@ -85,9 +85,10 @@ def test_training_options_come_from_train_config_fields():
     add_run_options(parser, RUN_FIELDS + TRAIN_FIELDS)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(RUN_FIELDS + TRAIN_FIELDS) <= names
-    args = parser.parse_args(['--out', 'r', '--steps', '7', '--synthetic-ratio', '0.5'])
+    args = parser.parse_args(['--out', 'r', '--steps', '7', '--synthetic-ratio', '0.5',
+                              '--seed', '0'])
     assert config_overrides(args, RUN_FIELDS + TRAIN_FIELDS) == {
-        'out': 'r', 'steps': 7, 'synthetic_ratio': 0.5}
+        'out': 'r', 'steps': 7, 'synthetic_ratio': 0.5, 'seed': 0}  # a typed 0 counts
     helps = {a.dest: a.help for a in parser._actions}
     assert helps['eval_every'].startswith(field_comments(TrainConfig)['eval_every'])
     assert '(default 10000)' in helps['eval_every']

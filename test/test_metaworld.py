@@ -88,7 +88,7 @@ def test_the_simulator_node_runs_a_metaworld_task_and_says_success():
         expert = ScriptedExpert('reach-v3')
         while not ends:
             node._step(expert.act(node.obs)[0])
-        assert ends[0]['success'] is True and ends[0]['length'] == 500
+        assert ends[0]['success'] is True and ends[0]['length'] < 500  # ends at success
         assert node.obs.shape == (39,)
         node.destroy_node()
     finally:

@@ -25,12 +25,17 @@ def apply_data_dir(args: argparse.Namespace) -> None:
         os.environ['MINARI_DATASETS_PATH'] = os.path.abspath(args.data_dir)
 
 
-def _option_type(hint: Any) -> type:
+def _option_kind(hint: Any) -> dict[str, Any]:
+    """argparse keywords for a field's type: a scalar, a flag, or a list of strings."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     kind = args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
-    if kind not in (int, float, str):
-        raise TypeError(f'no command-line option for a field of type {hint}')
-    return kind
+    if kind in (int, float, str):
+        return {'type': kind}
+    if kind is bool:
+        return {'action': 'store_true'}
+    if typing.get_origin(kind) is list and typing.get_args(kind) in ((str,), (int,), (float,)):
+        return {'type': typing.get_args(kind)[0], 'nargs': '+'}
+    raise TypeError(f'no command-line option for a field of type {hint}')
 
 
 def add_config_options(parser: argparse.ArgumentParser, config_class: type,
@@ -46,13 +51,17 @@ def add_config_options(parser: argparse.ArgumentParser, config_class: type,
     for name in names:
         default = defaults.get(name, field_default(fields[name]))
         text = comments.get(name, '')
-        if default not in (dataclasses.MISSING, None) and name not in required:
+        kind = _option_kind(hints[name])
+        if all(default is not v for v in (dataclasses.MISSING, None, False)) and \
+                name not in required:
             text += f' (default {default})'
-        parser.add_argument('--' + name.replace('_', '-'), type=_option_type(hints[name]),
-                            required=name in required, default=defaults.get(name),
+        parser.add_argument('--' + name.replace('_', '-'), **kind, required=name in required,
+                            default=defaults.get(name),
                             help=text.strip().replace('%', '%%') or None)
 
 
 def config_overrides(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
     """The options of ``add_config_options`` that were given (or defaulted by the command)."""
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    given = {name: getattr(args, name, None) for name in names}
+    return {name: value for name, value in given.items()
+            if value is not None and value is not False}

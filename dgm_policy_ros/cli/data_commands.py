@@ -9,16 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from dgm_policy_ros.cli.common import Add, add_data_dir
+from dgm_policy_ros.cli.common import Add, add_config_options, add_data_dir, config_overrides
+
+COLLECT_FIELDS = ('env', 'agent', 'steps', 'episodes', 'noise', 'seed', 'n_envs', 'out',
+                  'agents_dir', 'images', 'cameras', 'image_size', 'overwrite')
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
     from dgm_policy_ros.sim.collect import CollectConfig, collect
 
-    cfg = CollectConfig(env=args.env, out=args.out, agent=args.agent, steps=args.steps,
-                        episodes=args.episodes, noise=args.noise, seed=args.seed,
-                        n_envs=args.n_envs, agents_dir=args.agents_dir,
-                        overwrite=args.overwrite)
+    cfg = CollectConfig.from_dict(config_overrides(args, COLLECT_FIELDS))
     prov = collect(cfg, progress=not args.quiet)
     _print_dataset_summary({cfg.out: prov})
     return 0
@@ -26,21 +26,11 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 def register_collect(add: Add) -> None:
     p = add('collect', _cmd_collect,
-            'Roll a behaviour policy out in MuJoCo and write a Minari dataset.')
-    p.add_argument('--env', required=True, help='Gymnasium id, e.g. Hopper-v5')
-    p.add_argument('--agent', default='random',
-                   help="'random', an SB3 zip, or a file name in the reference agents folder")
-    budget = p.add_mutually_exclusive_group(required=True)
-    budget.add_argument('--steps', type=int, help='number of transitions')
-    budget.add_argument('--episodes', type=int, help='number of whole episodes')
-    p.add_argument('--noise', type=float, default=0.0,
-                   help='Gaussian action noise, sigma in units of the action half-range')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--n-envs', type=int, default=8, help='environments stepped per batch')
-    p.add_argument('--out', required=True, help='Minari dataset id, e.g. dgm/hopper/medium-v0')
-    p.add_argument('--agents-dir', help='reference agents folder (default: '
-                   '$DGM_REFERENCE_AGENTS or ../shared/reference_agents)')
-    p.add_argument('--overwrite', action='store_true')
+            'Roll a behaviour policy out in MuJoCo and write a Minari dataset (with --images, '
+            'camera frames beside the state).')
+    from dgm_policy_ros.sim.collect import CollectConfig
+
+    add_config_options(p, CollectConfig, COLLECT_FIELDS, required=('env', 'out'))
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     add_data_dir(p)
 

@@ -2,13 +2,18 @@
 """One episode of experience, as Minari stores it, with validation that names what is wrong."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Mapping, Optional
 
 import numpy as np
 
 from dgm_policy_ros.errors import DgmError
 
 REQUIRED_FIELDS = ('observations', 'actions', 'rewards', 'terminations', 'truncations')
+# An observation with cameras, as Minari stores it: a Dict of the state vector and the images.
+STATE_KEY, IMAGES_KEY = 'state', 'images'
+IMAGE_CHANNELS = (1, 3)
 
 
 class DatasetError(DgmError, ValueError):
@@ -30,6 +35,8 @@ class Episode:
     rewards: np.ndarray  # (T,) float32
     terminations: np.ndarray  # (T,) bool
     truncations: np.ndarray  # (T,) bool
+    # Camera name -> (T+1, H, W, C) uint8 frames, one per observation row; None: no cameras.
+    images: Optional[Mapping[str, np.ndarray]] = None
 
     def __len__(self) -> int:
         return int(self.rewards.shape[0])
@@ -44,11 +51,17 @@ class Episode:
         missing = [f for f in REQUIRED_FIELDS if data.get(f) is None]
         if missing:
             raise DatasetError(f'{source}: episode {episode_id} is missing field(s) {missing}')
-        obs = data['observations']
+        obs, images = data['observations'], None
         if isinstance(obs, dict):
-            raise DatasetError(
-                f'{source}: episode {episode_id} field observations is a dict space '
-                f'(keys {sorted(obs)}); flatten it to a Box before training')
+            if set(obs) != {STATE_KEY, IMAGES_KEY} or not isinstance(obs[IMAGES_KEY], dict):
+                raise DatasetError(
+                    f'{source}: episode {episode_id} field observations is a dict space with '
+                    f'keys {sorted(obs)}; the known one is {{{STATE_KEY!r}: vector, '
+                    f'{IMAGES_KEY!r}: {{camera: uint8 (H, W, C) frames}}}}: flatten others to '
+                    'a Box')
+            obs, images = obs[STATE_KEY], {
+                str(camera): _image_frames(frames, f'{source}: episode {episode_id}', camera)
+                for camera, frames in obs[IMAGES_KEY].items()}
         episode = cls(
             id=int(episode_id),
             observations=_as_2d(obs, np.float32),
@@ -56,9 +69,27 @@ class Episode:
             rewards=np.asarray(data['rewards'], dtype=np.float32).reshape(-1),
             terminations=np.asarray(data['terminations'], dtype=bool).reshape(-1),
             truncations=np.asarray(data['truncations'], dtype=bool).reshape(-1),
+            images=images,
         )
         validate_episode(episode, source)
         return episode
+
+    def without_images(self) -> 'Episode':
+        return dataclasses.replace(self, images=None)
+
+
+def _image_frames(frames, where: str, camera: str) -> np.ndarray:
+    """A camera's frames as uint8 (N, H, W, C), or a DatasetError naming the field."""
+    field = f'{IMAGES_KEY}/{camera}'
+    arr = np.asarray(frames)
+    if arr.dtype != np.uint8:
+        raise DatasetError(f'{where} field {field} holds {arr.dtype}, not uint8 images')
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4 or arr.shape[-1] not in IMAGE_CHANNELS or min(arr.shape[1:3]) < 1:
+        raise DatasetError(f'{where} field {field} has shape {arr.shape}, not (frames, '
+                           f'height, width, {" or ".join(map(str, IMAGE_CHANNELS))})')
+    return arr
 
 
 def _as_2d(value, dtype) -> np.ndarray:
@@ -90,6 +121,11 @@ def validate_episode(episode: Episode, source: str = 'dataset') -> None:
         if not finite.all():
             row = int(np.argwhere(~finite)[0][0])
             raise DatasetError(f'{where} field {field} has a non-finite value at step {row}')
+    for camera, frames in (episode.images or {}).items():
+        frames = _image_frames(frames, where, camera)
+        if frames.shape[0] != steps + 1:
+            raise DatasetError(f'{where} field {IMAGES_KEY}/{camera} has {frames.shape[0]} '
+                               f'frames, expected {steps + 1} (one per observation)')
     if episode.terminations[:-1].any() or episode.truncations[:-1].any():
         field = 'terminations' if episode.terminations[:-1].any() else 'truncations'
         row = int(np.argmax(getattr(episode, field)[:-1]))

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from dgm_policy_ros.data.episodes import DatasetError, Episode
+from dgm_policy_ros.data.episodes import IMAGES_KEY, STATE_KEY, DatasetError, Episode
 
 PROVENANCE_KEY = 'dgm_provenance'
 
@@ -59,6 +59,13 @@ class LoadedDataset:
     @property
     def act_dim(self) -> int:
         return int(self.episodes[0].actions.shape[1])
+
+    @property
+    def image_shapes(self) -> dict[str, tuple[int, int, int]]:
+        """Camera name -> (H, W, C) of its frames; empty for a dataset without cameras."""
+        images = self.episodes[0].images or {}
+        return {camera: tuple(int(d) for d in frames.shape[1:])
+                for camera, frames in images.items()}
 
     @property
     def env_id(self) -> str | None:
@@ -118,6 +125,7 @@ def load_dataset(dataset: str | os.PathLike) -> LoadedDataset:
     if len(dims) > 1:
         raise DatasetError(f'dataset {dataset_id}: episodes disagree on (obs, action) sizes '
                            f'{sorted(dims)}')
+    _check_cameras(episodes, dataset_id)
     _check_totals(metadata, episodes, dataset_id)
     return LoadedDataset(dataset_id=dataset_id, path=path, episodes=episodes,
                          metadata=metadata)
@@ -137,6 +145,18 @@ def _check_totals(metadata: dict[str, Any], episodes: list[Episode], dataset_id:
         if recorded != actual:
             raise DatasetError(f'dataset {dataset_id}: metadata says {key} = {recorded}, the '
                                f'data holds {actual}')
+
+
+def _check_cameras(episodes: list[Episode], dataset_id: str) -> None:
+    """Every episode must see through the same cameras at the same image sizes."""
+    def cameras(ep: Episode) -> dict[str, tuple]:
+        return {name: frames.shape[1:] for name, frames in (ep.images or {}).items()}
+
+    first = cameras(episodes[0])
+    for ep in episodes[1:]:
+        if cameras(ep) != first:
+            raise DatasetError(f'dataset {dataset_id}: episode {ep.id} has cameras (name: '
+                               f'H, W, C) {cameras(ep)}, episode {episodes[0].id} has {first}')
 
 
 def _read_episode(mds, index: int, dataset_id: str) -> Episode:
@@ -190,10 +210,13 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], *, env_id: str |
         raise FileExistsError(f'dataset {dataset_id} already exists at {final} '
                               '(pass overwrite=True / --overwrite to replace it)')
     root.mkdir(parents=True, exist_ok=True)
+    if episodes[0].images:
+        _check_cameras(list(episodes), dataset_id)
+        observation_space = observation_space or image_observation_space(episodes[0])
     staging = Path(tempfile.mkdtemp(prefix='.staging-', dir=root))
     try:
         buffers = [EpisodeBuffer(
-            id=i, observations=ep.observations, actions=ep.actions,
+            id=i, observations=_minari_observations(ep), actions=ep.actions,
             rewards=ep.rewards.astype(np.float64), terminations=ep.terminations,
             truncations=ep.truncations, infos={}) for i, ep in enumerate(episodes)]
         kwargs: dict[str, Any] = {}
@@ -218,6 +241,24 @@ def write_dataset(dataset_id: str, episodes: Sequence[Episode], *, env_id: str |
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def image_observation_space(episode: Episode):
+    """The Dict space of an episode with cameras: the state Box and a uint8 Box per camera
+    (0..255, which Minari stores JPEG-compressed)."""
+    from gymnasium import spaces
+
+    return spaces.Dict({
+        STATE_KEY: spaces.Box(-np.inf, np.inf, episode.observations.shape[1:], np.float32),
+        IMAGES_KEY: spaces.Dict({
+            camera: spaces.Box(0, 255, frames.shape[1:], np.uint8)
+            for camera, frames in episode.images.items()})})
+
+
+def _minari_observations(episode: Episode):
+    if not episode.images:
+        return episode.observations
+    return {STATE_KEY: episode.observations, IMAGES_KEY: dict(episode.images)}
 
 
 def _copy_namespace_metadata(staging: Path, root: Path, dataset_id: str) -> None:

@@ -13,7 +13,12 @@ import numpy as np
 
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.data.episodes import Episode
-from dgm_policy_ros.data.transitions import Transitions, flatten_episodes, returns_to_go
+from dgm_policy_ros.data.transitions import (
+    Transitions,
+    flatten_episodes,
+    flatten_images,
+    returns_to_go,
+)
 
 Batch = dict[str, np.ndarray]
 
@@ -31,12 +36,14 @@ class _Seeded:
 
 
 class TransitionSampler(_Seeded):
-    """Uniform random (s, a, r, s', terminal, timeout) batches."""
+    """Uniform random (s, a, r, s', terminal, timeout) batches; with cameras, each step's
+    frames as ``images/<camera>`` (B, H, W, C) uint8."""
 
     def __init__(self, data: Transitions | Sequence[Episode], batch_size: int,
                  seed: int = 0) -> None:
         super().__init__(seed)
         self.data = data if isinstance(data, Transitions) else flatten_episodes(data)
+        self.images = {} if isinstance(data, Transitions) else flatten_images(data)
         if batch_size < 1:
             raise ConfigError(f'batch_size must be >= 1, got {batch_size}')
         self.batch_size = batch_size
@@ -44,6 +51,7 @@ class TransitionSampler(_Seeded):
     def at(self, indices: np.ndarray) -> Batch:
         d = self.data
         return {
+            **{key: frames[indices] for key, frames in self.images.items()},
             'observations': d.observations[indices],
             'actions': d.actions[indices],
             'rewards': d.rewards[indices],
@@ -100,7 +108,8 @@ class ChunkSampler(_Seeded):
     For a step t: ``observations`` holds the ``n_obs_steps`` observations ending at t (the
     first observation repeated before the episode start), ``actions`` the ``horizon`` actions
     from t on (the last action repeated past the episode end), ``action_mask`` which of those
-    are real.
+    are real. With cameras, ``images/<camera>`` holds the frames of the same observation
+    steps, (B, n_obs_steps, H, W, C) uint8.
     """
 
     def __init__(self, episodes: Sequence[Episode], horizon: int, batch_size: int,
@@ -111,6 +120,7 @@ class ChunkSampler(_Seeded):
                              f'{n_obs_steps}')
         self.horizon, self.n_obs_steps, self.batch_size = horizon, n_obs_steps, batch_size
         self.data = flatten_episodes(episodes)
+        self.images = flatten_images(episodes)
         self._first = np.repeat(self.data.episode_starts, self.data.episode_lengths)
         lengths = np.repeat(self.data.episode_lengths, self.data.episode_lengths)
         self._last = self._first + lengths - 1
@@ -124,6 +134,7 @@ class ChunkSampler(_Seeded):
         act_idx = np.minimum(act_idx, self._last[starts][:, None])
         return {
             'observations': self.data.observations[obs_idx],
+            **{key: frames[obs_idx] for key, frames in self.images.items()},
             'actions': self.data.actions[act_idx],
             'action_mask': valid.astype(np.float32),
         }

@@ -42,6 +42,17 @@ class Transitions:
         return np.arange(len(self)) - np.repeat(self.episode_starts, self.episode_lengths)
 
 
+IMAGE_PREFIX = 'images/'  # batch keys and graph inputs of camera frames: images/<camera>
+
+
+def flatten_images(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
+    """Each camera's frames of every step, (N, H, W, C) uint8 in the order of
+    :func:`flatten_episodes`' observations, keyed ``images/<camera>``; empty without cameras."""
+    cameras = list(episodes[0].images or {}) if episodes else []
+    return {IMAGE_PREFIX + camera: np.concatenate([ep.images[camera][:-1] for ep in episodes])
+            for camera in cameras}
+
+
 def flatten_episodes(episodes: Sequence[Episode]) -> Transitions:
     if not episodes:
         raise DatasetError('no episodes to flatten')

@@ -35,13 +35,18 @@ class ExportError(DgmError, RuntimeError):
 
 def _example_inputs(algo, batch: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Random inputs in the range the model meets: observations around the data's statistics,
-    and for sequence policies whole history windows of random valid lengths."""
+    camera frames of random pixels, and for sequence policies whole history windows of random
+    valid lengths."""
     spec, stats = algo.spec, algo.spec.stats
     history = algo.history_spec()
     k = history.length if history else 1
     obs = stats.obs_mean + stats.obs_std * rng.standard_normal((batch, k, spec.obs_dim))
+    images = [rng.integers(0, 256, (batch, *spec.image_shapes[name.split('/', 1)[1]]),
+                           dtype=np.uint8) for name in algo.image_inputs()]
     if history is None:
-        return [obs[:, 0].astype(np.float32), *algo.draw_noise(batch, rng)]
+        return [obs[:, 0].astype(np.float32), *images, *algo.draw_noise(batch, rng)]
+    if images:
+        raise ExportError(f'{algo.name}: history windows of camera frames are not exported yet')
     steps = rng.integers(1, 2 * k, size=batch)  # episode steps so far; < k: padded window
     valid = (np.arange(k)[None, :] >= k - np.minimum(steps, k)[:, None]).astype(np.float32)
     unit = rng.uniform(-1, 1, (batch, k, spec.act_dim))
@@ -137,13 +142,23 @@ def row_errors(onnx_path: Path, module: torch.nn.Module, inputs: list[np.ndarray
     return np.abs(got.astype(np.float64) - want).reshape(len(got), -1).max(1)
 
 
+INTEGER_TYPES = (2, 3, 4, 5, 6, 7, 12, 13)  # onnx.TensorProto's (U)INT8/16/32/64
+
+
 def to_fp16(src: Path, dst: Path) -> None:
     """fp16 weights and arithmetic, fp32 inputs/outputs (what TensorRT's strongly typed mode
     and fp16 ONNX Runtime sessions consume)."""
     import onnx
     from onnxconverter_common import float16
 
-    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    model = onnx.load(str(src))
+    # Casts from integers (camera frames) to float stay fp32 casts: the converter retypes
+    # their outputs but not what follows, and ONNX Runtime refuses the graph.
+    typed = onnx.shape_inference.infer_shapes(model).graph
+    integer = {v.name for v in [*typed.input, *typed.value_info]
+               if v.type.tensor_type.elem_type in INTEGER_TYPES}
+    casts = [n.name for n in model.graph.node if n.op_type == 'Cast' and n.input[0] in integer]
+    model = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=casts)
     onnx.save(model, str(dst))
 
 
@@ -180,7 +195,8 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
             rows_off = {'tolerance': FP16_ROW_TOLERANCE, 'rows': len(rows),
                         'over': int((rows > FP16_ROW_TOLERANCE).sum())}
         sampler = None
-        if 'denoise_step' in algo.extra_graphs and not algo.noise_specs()[1:]:  # plain DDIM
+        plain_ddim = not algo.noise_specs()[1:] and not algo.image_inputs()
+        if 'denoise_step' in algo.extra_graphs and plain_ddim:
             sampler = _export_sampling_steps(algo, tmp, rng, graphs)
         if 'log_prob' in algo.extra_graphs:
             graphs['log_prob'] = 'log_prob.onnx'
@@ -289,6 +305,18 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _camera_section(spec) -> dict[str, Any]:
+    """What a policy that sees images was trained on: each camera's frame shape and the view it
+    was rendered with (in simulation), and which dataset state elements ``obs`` holds."""
+    if not spec.image_shapes:
+        return {}
+    views = {view.get('camera'): view for view in spec.cameras if isinstance(view, dict)}
+    return {'images': {camera: {'shape': list(shape), 'encoding': 'rgb8' if shape[-1] == 3
+                                else 'mono8', 'view': views.get(camera)}
+                       for camera, shape in spec.image_shapes.items()},
+            'state_indices': list(spec.state_indices) if spec.state_indices else None}
+
+
 def _manifest(algo, cfg, info, result, names, noise_specs, graphs, files, errors, rate,
               run_dir, parent) -> dict[str, Any]:
     spec = algo.spec
@@ -298,6 +326,8 @@ def _manifest(algo, cfg, info, result, names, noise_specs, graphs, files, errors
     history = algo.history_spec()
     if history is None:
         inputs = [{'name': 'obs', 'shape': ['batch', spec.obs_dim], 'dtype': 'float32'}]
+        inputs += [{'name': name, 'shape': ['batch', *spec.image_shapes[name.split('/', 1)[1]]],
+                    'dtype': 'uint8'} for name in algo.image_inputs()]
     else:
         inputs = [{'name': name, 'shape': ['batch', *shape], 'dtype': 'float32'}
                   for name, shape in history.input_shapes(spec.obs_dim, spec.act_dim).items()]
@@ -306,7 +336,7 @@ def _manifest(algo, cfg, info, result, names, noise_specs, graphs, files, errors
         'kind': 'policy',
         'algorithm': cfg.algo,
         'family': algo.family,
-        'observation': {'size': spec.obs_dim, 'names': obs_names},
+        'observation': {'size': spec.obs_dim, 'names': obs_names, **_camera_section(spec)},
         'action': {'size': spec.act_dim, 'names': act_names,
                    'low': spec.act_low.tolist(), 'high': spec.act_high.tolist(),
                    # the range the model was trained on: a bundle edited wider is refused

@@ -2,7 +2,8 @@
 """``cvae_bc``: conditional-VAE behaviour cloning with action chunking (ACT-style, without the
 transformer): the encoder sees the state and the next H actions, the decoder produces the whole
 chunk from the state and a latent; at inference the latent is the prior mean (zero), so the
-deployed policy is deterministic and needs no noise input.
+deployed policy is deterministic and needs no noise input. On a dataset with cameras, state and
+images go through the shared image encoder first, as in ACT.
 """
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ import torch
 
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.policies.bcq import ConditionalVAE
-from dgm_policy_ros.training.algorithm import ChunkConfig, ChunkedAlgorithm, DataSpec
+from dgm_policy_ros.training.algorithm import (
+    ChunkConfig,
+    ChunkedAlgorithm,
+    DataSpec,
+    VisionSettings,
+)
 
 
 @dataclasses.dataclass
-class CVAEBCConfig(ChunkConfig):
+class CVAEBCConfig(VisionSettings, ChunkConfig):
     latent_dim: int = 16
     kl_weight: float = 0.1
 
@@ -30,15 +36,17 @@ class CVAEBC(ChunkedAlgorithm):
     name = 'cvae_bc'
     family = 'vae'
     config_class = CVAEBCConfig
+    sees_images = True
 
     def __init__(self, cfg: CVAEBCConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)
-        self.vae = ConditionalVAE(spec.obs_dim, cfg.horizon * spec.act_dim, cfg.latent_dim,
-                                  cfg.hidden)
-        self.opt = torch.optim.Adam(self.vae.parameters(), lr=cfg.lr)
+        self.vae = ConditionalVAE(self.observed_dim, cfg.horizon * spec.act_dim,
+                                  cfg.latent_dim, cfg.hidden)
+        self.opt = torch.optim.Adam([*self.vae.parameters(), *self.vision_parameters()],
+                                    lr=cfg.lr)
 
-    def act(self, obs: torch.Tensor) -> torch.Tensor:
-        obs_n = self.obs_norm(obs)
+    def act(self, obs: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
+        obs_n = self.observe(obs, images)
         z = torch.zeros(obs.shape[0], self.cfg.latent_dim, dtype=obs.dtype,
                         device=obs.device)  # prior mean
         chunk = self.vae.decode(obs_n, z).view(obs.shape[0], self.cfg.horizon, -1)

@@ -11,6 +11,10 @@ U-Net with FiLM conditioning) is separate from the noise schedule and sampler
 (``dgm_policy_ros.diffusion``). The whole fixed-step sampling loop is one
 exported graph; its initial noise (and, with ``eta > 0``, its per-step noise) are explicit
 inputs, so the deployed policy is deterministic given them.
+
+On a dataset with cameras the denoiser is conditioned on the state and each camera's features
+(the shared image encoder, trained with the denoiser), as in the paper; the images are encoded
+once per inference, not once per denoising step.
 """
 from __future__ import annotations
 
@@ -25,11 +29,17 @@ from dgm_policy_ros.networks.denoisers import CHUNK_DENOISERS, make_denoiser
 from dgm_policy_ros.policies.denoiser_ema import DenoiserEMA
 from dgm_policy_ros.policies.diffusion_settings import DiffusionSettings
 from dgm_policy_ros.runtime.history import HistorySpec
-from dgm_policy_ros.training.algorithm import ChunkConfig, ChunkedAlgorithm, DataSpec, NoiseSpec
+from dgm_policy_ros.training.algorithm import (
+    ChunkConfig,
+    ChunkedAlgorithm,
+    DataSpec,
+    NoiseSpec,
+    VisionSettings,
+)
 
 
 @dataclasses.dataclass
-class DiffusionBCConfig(DiffusionSettings, ChunkConfig):
+class DiffusionBCConfig(DiffusionSettings, VisionSettings, ChunkConfig):
     hidden: list[int] = dataclasses.field(default_factory=lambda: [256, 256, 256])
     # 'mlp' over the flattened chunk, 'resnet', or 'unet': the paper's temporal 1-D conv U-Net,
     # whose levels' channel widths are then ``hidden`` (each level after the first halves H).
@@ -61,26 +71,32 @@ class DiffusionBC(DenoiserEMA, ChunkedAlgorithm):
     family = 'diffusion'
     extra_graphs = frozenset({'denoise_step'})  # the sampling loop in the runner
     config_class = DiffusionBCConfig
+    sees_images = True
 
     def __init__(self, cfg: DiffusionBCConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)
+        if self.vision is not None and (cfg.n_obs_steps > 1 or cfg.inference_ema > 0):
+            raise ConfigError('diffusion_bc with cameras: n_obs_steps > 1 and inference_ema '
+                              'are not supported yet (the runtime keeps no frame history; '
+                              'the average would leave the image encoder out)')
         self.chunk_dim = cfg.horizon * spec.act_dim
-        self.denoiser = make_denoiser(cfg.denoiser, spec.obs_dim * cfg.n_obs_steps,
+        self.denoiser = make_denoiser(cfg.denoiser, self.observed_dim * cfg.n_obs_steps,
                                       self.chunk_dim, cfg.hidden, cfg.time_embed, cfg.horizon)
         self.init_denoiser_ema()
         self.schedule = NoiseSchedule(cfg.diffusion_steps, cfg.schedule, prediction=cfg.prediction)
         self.sampler = DDIMSampler(self.schedule, cfg.sampling_steps, eta=cfg.eta)
-        self.opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.lr, weight_decay=1e-6)
+        self.opt = torch.optim.AdamW([*self.denoiser.parameters(), *self.vision_parameters()],
+                                     lr=cfg.lr, weight_decay=1e-6)
 
     def history_spec(self) -> HistorySpec | None:
         if self.cfg.n_obs_steps == 1:
             return None
         return HistorySpec(self.cfg.n_obs_steps, (), 'repeat_first')
 
-    def condition(self, obs: torch.Tensor) -> torch.Tensor:
-        """Normalized observations, (B, obs_dim) or a window (B, n_obs_steps, obs_dim), as one
+    def condition(self, obs: torch.Tensor, images=()) -> torch.Tensor:
+        """Observed observations, (B, obs_dim) or a window (B, n_obs_steps, obs_dim), as one
         conditioning vector per sample."""
-        return self.obs_norm(obs).flatten(1)
+        return self.observe(obs, images).flatten(1)
 
     def noise_specs(self) -> list[NoiseSpec]:
         specs = [NoiseSpec('initial_noise', (self.chunk_dim,), 'normal',
@@ -90,9 +106,12 @@ class DiffusionBC(DenoiserEMA, ChunkedAlgorithm):
                                    'normal'))
         return specs
 
-    def act(self, obs: torch.Tensor, initial_noise: torch.Tensor,
-            step_noise: torch.Tensor | None = None) -> torch.Tensor:
-        obs_n = self.condition(obs)
+    def act(self, obs: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        """``inputs``: each camera's frames (with cameras), the initial noise, and with
+        ``eta > 0`` the per-step noise."""
+        images, noise = self.split_images(inputs)
+        initial_noise, step_noise = noise[0], (noise[1] if len(noise) > 1 else None)
+        obs_n = self.condition(obs, images)
         per_step = step_noise.transpose(0, 1) if step_noise is not None else None
         denoiser = self.inference_denoiser
         x = self.sampler(lambda x, t: denoiser(x, t, obs_n), initial_noise, per_step)
@@ -113,8 +132,9 @@ class DiffusionBC(DenoiserEMA, ChunkedAlgorithm):
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         _, chunk, mask = self.chunk_targets(batch)
-        obs_n = self.condition(batch['observations'] if self.cfg.n_obs_steps > 1
-                               else batch['observations'][:, -1])
+        window = self.cfg.n_obs_steps > 1
+        obs_n = self.condition(batch['observations'] if window else batch['observations'][:, -1],
+                               self.batch_images(batch, last=not window))
         loss = self.schedule.training_loss(lambda x, t: self.denoiser(x, t, obs_n), chunk,
                                            mask=mask)
         self.opt.zero_grad(set_to_none=True)

@@ -281,6 +281,10 @@ class PolicyNode(LifecycleNode):
                                    target_return=None if math.isnan(p['target_return'])
                                    else p['target_return'])
         bundle = self.runner.bundle
+        if bundle.image_inputs:
+            raise ConfigError(f'{bundle.path} sees camera frames '
+                              f'({", ".join(bundle.image_inputs)}); the node takes vector '
+                              'observations only so far')
         self.sources = load_observation_spec(p['observation_spec'])
         if spec_width(self.sources) != bundle.obs_size:
             raise ConfigError(f'the observation spec yields {spec_width(self.sources)} values, '

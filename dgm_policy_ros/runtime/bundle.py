@@ -117,6 +117,23 @@ class Bundle:
         return [i['name'] for i in self.manifest['inputs'] if i['name'] not in noise]
 
     @property
+    def image_inputs(self) -> dict[str, tuple[int, int, int]]:
+        """Camera inputs, ``images/<camera>`` -> (H, W, C) of its uint8 frames."""
+        return {i['name']: tuple(int(d) for d in i['shape'][1:])
+                for i in self.manifest['inputs'] if i.get('dtype') == 'uint8'}
+
+    @property
+    def state_indices(self) -> list[int] | None:
+        """Which elements of the simulator's state ``obs`` holds (None: all of them)."""
+        return self.manifest['observation'].get('state_indices')
+
+    @property
+    def camera_views(self) -> list[dict[str, Any]]:
+        """The camera views (``sim.cameras.CameraView``) the policy was trained with."""
+        images = self.manifest['observation'].get('images') or {}
+        return [entry['view'] for entry in images.values() if entry.get('view')]
+
+    @property
     def control_rate_hz(self) -> float:
         return float(self.manifest.get('control_rate_hz') or 0.0)
 
@@ -141,6 +158,7 @@ class Bundle:
 
 
 MAX_MANIFEST_BYTES = 16 << 20
+INPUT_DTYPES = ('float32', 'uint8')  # uint8: camera frames (B, H, W, C)
 KINDS = ('policy', 'world_model')
 
 
@@ -307,6 +325,10 @@ def validate_manifest(manifest: Any, where: Path) -> None:
                     isinstance(d, int) and not isinstance(d, bool) and d >= 1
                     for d in shape[1:]):
                 check.fail(f'{field}.shape', "['batch', sizes >= 1 ...]", shape)
+            if entry.get('dtype', 'float32') not in INPUT_DTYPES:
+                check.fail(f'{field}.dtype', f'one of {INPUT_DTYPES}', entry.get('dtype'))
+            if entry.get('dtype') == 'uint8' and (len(shape) != 4 or shape[3] not in (1, 3)):
+                check.fail(f'{field}.shape', "camera frames ['batch', H, W, 1 or 3]", shape)
     noise = manifest.get('noise_inputs') or []
     if not isinstance(noise, list):
         check.fail('noise_inputs', 'a list', noise)

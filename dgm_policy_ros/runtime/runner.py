@@ -3,9 +3,10 @@
 
 Two entry points: ``infer(inputs)`` (stateless: validate, draw noise, run, clip; for
 evaluation and benchmarks) and ``act(obs)`` (one robot: the same plus the action-chunk queue
-and, for sequence policies, the history window; for the ROS node). Observations that are the
-wrong size or not finite raise :class:`ObservationError` before they reach the model; actions
-never leave non-finite.
+and, for sequence policies, the history window; for the ROS node). A policy that sees images
+takes ``{'obs': state, 'images/<camera>': uint8 (H, W, C) frames, ...}``; the bundle's graph
+does the image preprocessing. Observations that are the wrong size, type or not finite raise
+:class:`ObservationError` before they reach the model; actions never leave non-finite.
 """
 from __future__ import annotations
 
@@ -48,6 +49,20 @@ def check_vectors(values, size: int, name: str = 'observation') -> np.ndarray:
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ObservationError('non-finite', f'{name} element {int(bad[-1])} is '
                                f'{arr[tuple(bad)]}')
+    return arr
+
+
+def check_frames(values, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """(H, W, C) or (B, H, W, C) uint8 frames of exactly ``shape``, or ObservationError."""
+    arr = np.asarray(values)
+    if arr.dtype != np.uint8:
+        raise ObservationError('wrong encoding', f'{name}: expected uint8 frames, got '
+                               f'{arr.dtype}')
+    if arr.ndim == len(shape):
+        arr = arr[None]
+    if arr.shape[1:] != tuple(shape):
+        raise ObservationError('wrong size', f'{name}: expected frames of {tuple(shape)} '
+                               f'(H, W, C), got {tuple(np.shape(values))}')
     return arr
 
 
@@ -147,6 +162,23 @@ class PolicyRunner:
                     f'deviations from the training mean (max_obs_sigma {self.max_obs_sigma:g})')
         return arr
 
+    def validate_images(self, inputs) -> dict[str, np.ndarray]:
+        """The state and every camera's frames of a policy that sees images, checked."""
+        if not isinstance(inputs, dict):
+            raise ObservationError('missing images', f'{self.bundle.path} sees images: pass '
+                                   f'{{name: array}} for {self.bundle.input_names}')
+        if 'obs' not in inputs:
+            raise ObservationError('missing input', 'obs is missing')
+        feeds = {'obs': self.validate(inputs['obs'])}
+        for name, shape in self.bundle.image_inputs.items():
+            if name not in inputs:
+                raise ObservationError('missing input', f'{name} is missing')
+            feeds[name] = check_frames(inputs[name], shape, name)
+            if feeds[name].shape[0] != feeds['obs'].shape[0]:
+                raise ObservationError('wrong size', f'{name}: {feeds[name].shape[0]} frames '
+                                       f"for {feeds['obs'].shape[0]} observations")
+        return feeds
+
     def validate_window(self, inputs) -> dict[str, np.ndarray]:
         """A batch of history windows {input name: (B, ...)} checked like observations."""
         if not isinstance(inputs, dict):
@@ -168,6 +200,10 @@ class PolicyRunner:
 
     def zero_inputs(self, batch: int = 1):
         """Valid all-zero inputs of the right shapes (warm-up, benchmarks)."""
+        if self.bundle.image_inputs:
+            return {'obs': np.zeros((batch, self.bundle.obs_size), np.float32),
+                    **{name: np.zeros((batch, *shape), np.uint8)
+                       for name, shape in self.bundle.image_inputs.items()}}
         if self.history is None:
             return np.zeros((batch, self.bundle.obs_size), np.float32)
         return {name: np.zeros((batch, *self._shapes[name]), np.float32)
@@ -177,10 +213,13 @@ class PolicyRunner:
     def infer(self, inputs) -> np.ndarray:
         """(B, obs) or (obs,) -> action chunks (B, H, A), clipped to the action bounds.
 
-        A sequence policy takes a batch of history windows, ``{input name: (B, ...)}``.
+        A sequence policy takes a batch of history windows, ``{input name: (B, ...)}``; a
+        policy that sees images, ``{'obs': (B, obs), 'images/<camera>': (B, H, W, C)}``.
         """
         if self.history is not None:
             return self._infer(self.validate_window(inputs))
+        if self.bundle.image_inputs:
+            return self._infer(self.validate_images(inputs))
         return self._infer({'obs': self.validate(inputs)})
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -207,7 +246,9 @@ class PolicyRunner:
 
     def act(self, obs) -> np.ndarray:
         """One control step of one robot: the next action (A,) from the chunk queue."""
-        arr = self.validate(obs)  # a bad observation is refused even between inferences
+        # A bad observation is refused even between inferences.
+        feeds = self.validate_images(obs) if self.bundle.image_inputs else None
+        arr = feeds['obs'] if feeds else self.validate(obs)
         if arr.shape[0] != 1:
             raise ObservationError('wrong size', 'act() takes one observation')
         if self.history is not None:
@@ -215,7 +256,7 @@ class PolicyRunner:
         if self.queue.needs_refill:
             if self.history is not None:
                 feeds = {k: v[None] for k, v in self.history.feeds().items()}
-            else:
+            elif feeds is None:
                 feeds = {'obs': arr}
             self.queue.refill(self._infer(feeds)[0])
         action = self.queue.pop()

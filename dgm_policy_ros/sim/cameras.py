@@ -42,6 +42,14 @@ LEROBOT_METAWORLD = CameraView('corner2', 96, 96, position=[0.75, 0.075, 0.7], f
 METAWORLD_PROPRIO = slice(0, 4)  # hand position (3) and gripper opening (1)
 
 
+def default_proprio(env_id: str, state_size: int) -> list[int]:
+    """The state elements an image policy sees beside its cameras (its proprioception): for
+    MetaWorld LeRobot's, the hand position and gripper; elsewhere the whole state."""
+    if env_id.startswith('metaworld/'):
+        return list(range(state_size))[METAWORLD_PROPRIO]
+    return list(range(state_size))
+
+
 def default_views(env_id: str) -> list[CameraView]:
     if env_id.startswith('metaworld/'):
         return [LEROBOT_METAWORLD]
@@ -102,3 +110,43 @@ class CameraRenderer:
         for renderer in self.renderers.values():
             renderer.close()
         self.renderers.clear()
+
+
+def camera_views(env_id: str, cameras: list[str] | None, size: int | None = None
+                 ) -> list[CameraView]:
+    """The views to render: the named cameras as the model places them, or the task's default
+    view(s) when none are named; ``size`` sets a square image size for all."""
+    views = [CameraView(name) for name in cameras] if cameras else default_views(env_id)
+    if size is not None:
+        views = [view.replace(width=size, height=size) for view in views]
+    return views
+
+
+def with_cameras(env: Any, views: list[CameraView]):
+    """``env`` whose observations are ``{'state': vector, 'images': {camera: uint8 (H, W, 3)}}``
+    (the Minari Dict an image dataset stores), rendered after every reset and step."""
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    from dgm_policy_ros.data.episodes import IMAGES_KEY, STATE_KEY
+
+    class CameraObservation(gym.ObservationWrapper):
+        def __init__(self, inner: Any) -> None:
+            super().__init__(inner)
+            self.views = list(views)
+            self.renderer = CameraRenderer(inner.unwrapped.model, self.views)
+            self.observation_space = spaces.Dict({
+                STATE_KEY: inner.observation_space,
+                IMAGES_KEY: spaces.Dict({
+                    v.camera: spaces.Box(0, 255, (v.height, v.width, 3), np.uint8)
+                    for v in self.views})})
+
+        def observation(self, observation: Any) -> dict[str, Any]:
+            return {STATE_KEY: np.asarray(observation, np.float32),
+                    IMAGES_KEY: self.renderer.render(self.env.unwrapped.data)}
+
+        def close(self) -> None:
+            self.renderer.close()
+            super().close()
+
+    return CameraObservation(env)

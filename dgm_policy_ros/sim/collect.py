@@ -20,27 +20,40 @@ from dgm_policy_ros.data import minari_io
 from dgm_policy_ros.data.scores import has_reference, normalized_score, reference_returns
 from dgm_policy_ros.resources import share_path
 from dgm_policy_ros.sim.agents import make_policy
+from dgm_policy_ros.sim.cameras import camera_views, default_proprio
 from dgm_policy_ros.sim.rollout import rollout
 from dgm_policy_ros.utils.versions import package_versions
+
+DEMONSTRATIONS = 50  # per MetaWorld task, as Diffusion Policy and DP3 report with (also: 10)
 
 
 @dataclasses.dataclass
 class CollectConfig(Config):
     """One dataset: which env, which behaviour policy (or policies), how much data."""
 
-    env: str
-    out: str
+    env: str  # Gymnasium id (Hopper-v5) or metaworld/<task>
+    out: str  # Minari dataset id, e.g. dgm/hopper/medium-v0
+    # 'random', 'expert' (MetaWorld's scripted policy), an SB3 zip, or a file name in the
+    # reference agents folder
     agent: str = 'random'
     agents: Optional[list[str]] = None  # several policies share the budget equally (mixed)
-    steps: Optional[int] = None
-    episodes: Optional[int] = None
-    noise: float = 0.0
+    steps: Optional[int] = None  # transitions
+    episodes: Optional[int] = None  # whole episodes (MetaWorld default: 50 demonstrations)
+    noise: float = 0.0  # Gaussian action noise, sigma in units of the action half-range
     seed: int = 0
-    n_envs: int = 8
+    n_envs: int = 8  # environments stepped per batch
+    # reference agents folder (default: $DGM_REFERENCE_AGENTS or ../shared/reference_agents)
     agents_dir: Optional[str] = None
-    overwrite: bool = False
+    images: bool = False  # also record camera frames (JPEG-compressed in the dataset)
+    cameras: Optional[list[str]] = None  # cameras to render (default: the task's default view)
+    image_size: Optional[int] = None  # square frames of this many pixels (default: the view's)
+    overwrite: bool = False  # replace an existing dataset of that id
 
     def validate(self) -> None:
+        if self.steps is None and self.episodes is None and self.env.startswith('metaworld/'):
+            self.episodes = DEMONSTRATIONS
+        if (self.cameras or self.image_size) and not self.images:
+            raise ConfigError('CollectConfig: cameras and image_size need images: true')
         if (self.steps is None) == (self.episodes is None):
             raise ConfigError('CollectConfig: give exactly one of steps or episodes')
         budget = self.steps if self.steps is not None else self.episodes
@@ -60,6 +73,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     from dgm_policy_ros.sim.environments import make_env
 
     started = time.perf_counter()
+    views = camera_views(cfg.env, cfg.cameras, cfg.image_size) if cfg.images else None
     probe = make_env(cfg.env)
     low, high = probe.action_space.low, probe.action_space.high
     probe.close()
@@ -69,8 +83,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     for k, (spec, budget) in enumerate(zip(specs, parts)):
         seed = cfg.seed + 1000 * k
         policy = make_policy(spec, low, high, cfg.noise, seed, cfg.agents_dir, env_id=cfg.env)
-        eps, n_cut = rollout(lambda: make_env(cfg.env), policy, n_envs=cfg.n_envs, seed=seed,
-                             progress=progress, **budget)
+        eps, n_cut = rollout(lambda: make_env(cfg.env, views), policy, n_envs=cfg.n_envs,
+                             seed=seed, progress=progress, **budget)
         episodes.extend(dataclasses.replace(ep, id=len(episodes) + i) for i, ep in enumerate(eps))
         cut_flags += [False] * (len(eps) - n_cut) + [True] * n_cut
         behaviour.append({**policy.describe(), 'seed': seed, **budget,
@@ -93,6 +107,9 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
             ('gymnasium', 'mujoco', 'minari', 'stable-baselines3', 'dgm_policy_ros')),
         'config': cfg.to_dict(), **stats,
     }
+    if views:
+        provenance['cameras'] = [view.to_dict() for view in views]
+        provenance['proprio_indices'] = default_proprio(cfg.env, episodes[0].observations.shape[1])
     algo = '+'.join(b.get('checkpoint', b['type']) for b in behaviour)
     minari_io.write_dataset(
         cfg.out, episodes, env_id=cfg.env, provenance=provenance,

@@ -12,7 +12,9 @@ def is_metaworld(env_id: str) -> bool:
     return env_id.startswith('metaworld/')
 
 
-def make_env(env_id: str, **kwargs: Any):
+def make_env(env_id: str, views: list | None = None, **kwargs: Any):
+    """The environment ``env_id``; with camera ``views`` (``sim.cameras.CameraView``), its
+    observations are the state and the rendered images (``sim.cameras.with_cameras``)."""
     import gymnasium as gym
 
     if is_metaworld(env_id):
@@ -26,4 +28,9 @@ def make_env(env_id: str, **kwargs: Any):
         if env_id.split('/', 1)[1] not in names:
             raise ConfigError(f'{env_id} is not a MetaWorld v3 task; known: '
                               f"{', '.join(names)}")
-    return gym.make(env_id, **kwargs)
+    env = gym.make(env_id, **kwargs)
+    if views:
+        from dgm_policy_ros.sim.cameras import with_cameras
+
+        env = with_cameras(env, views)
+    return env

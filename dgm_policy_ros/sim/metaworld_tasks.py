@@ -5,7 +5,9 @@ and its scripted expert as a behaviour policy.
 Each id is the task's goal-observable single-task environment (39-dim state, 4-dim action in
 [-1, 1], 500-step episodes, ``info['success']``). ``reset(seed=s)`` seeds the task's goal and
 object placement (MetaWorld itself ignores the reset seed), so episode i of an evaluation with
-seed s is the same everywhere, as for the MuJoCo locomotion tasks.
+seed s is the same everywhere, as for the MuJoCo locomotion tasks. An episode ends (truncated)
+at the first step that reports success, so demonstrations stop when the task is done and an
+evaluation, a collection and the simulator node all score an episode the same way.
 
 MetaWorld 3.1.1 pins ``mujoco==3.3.0``; it is installed without that pin (Makefile) and runs on
 this project's MuJoCo with the one fix in :func:`_fit_mocap_welds` (MuJoCo 4's weld rows are
@@ -82,13 +84,17 @@ def make_task(task: str, render_mode: str | None = None, **kwargs: Any):
     env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f'{task}-goal-observable'](
         render_mode=render_mode, **kwargs)
 
-    class SeededReset(gym.Wrapper):
+    class SeededTask(gym.Wrapper):
         def reset(self, *, seed: int | None = None, options=None):
             if seed is not None:
                 self.env.unwrapped.seed(seed)  # goal and object placement follow the seed
             return self.env.reset(options=options)
 
-    return SeededReset(env)
+        def step(self, action):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            return obs, reward, terminated, truncated or bool(info.get('success')), info
+
+    return SeededTask(env)
 
 
 class ScriptedExpert:

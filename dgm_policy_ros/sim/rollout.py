@@ -12,21 +12,31 @@ from typing import Callable
 import numpy as np
 
 from dgm_policy_ros.config import ConfigError
-from dgm_policy_ros.data.episodes import Episode
+from dgm_policy_ros.data.episodes import IMAGES_KEY, STATE_KEY, Episode
 from dgm_policy_ros.sim.agents import BehaviourPolicy
 
 
 class _EpisodeBuffer:
-    def __init__(self, first_obs: np.ndarray) -> None:
-        self.obs = [np.asarray(first_obs, np.float32)]
+    def __init__(self, first_obs) -> None:
+        self.obs: list[np.ndarray] = []
+        self.images: dict[str, list[np.ndarray]] = {}
         self.actions: list[np.ndarray] = []
         self.rewards: list[float] = []
         self.terms: list[bool] = []
         self.truncs: list[bool] = []
+        self._observe(first_obs)
+
+    def _observe(self, obs) -> None:
+        """A state vector, or the state and camera frames of an environment with cameras."""
+        if isinstance(obs, dict):
+            for camera, frame in obs[IMAGES_KEY].items():
+                self.images.setdefault(camera, []).append(frame)
+            obs = obs[STATE_KEY]
+        self.obs.append(np.asarray(obs, np.float32))
 
     def add(self, action, obs, reward, term, trunc) -> None:
         self.actions.append(np.asarray(action, np.float32))
-        self.obs.append(np.asarray(obs, np.float32))
+        self._observe(obs)
         self.rewards.append(float(reward))
         self.terms.append(bool(term))
         self.truncs.append(bool(trunc))
@@ -37,7 +47,8 @@ class _EpisodeBuffer:
             truncs[-1] = True
         return Episode(episode_id, np.stack(self.obs), np.stack(self.actions),
                        np.asarray(self.rewards, np.float32), np.asarray(self.terms, bool),
-                       np.asarray(truncs, bool))
+                       np.asarray(truncs, bool),
+                       {c: np.stack(f) for c, f in self.images.items()} or None)
 
 
 def rollout(make_env: Callable[[], object], policy: BehaviourPolicy, *, steps: int | None = None,

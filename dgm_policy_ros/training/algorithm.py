@@ -4,9 +4,11 @@ serve them all.
 
 - a typed config (:class:`AlgoConfig` subclass) that round-trips to YAML;
 - ``update(batch) -> {loss name: value}``: one gradient step;
-- ``act(obs, *history, *noise) -> actions (B, H, A)``: the inference graph, pure tensor ops,
-  every source of randomness an explicit input; H is the action-chunk length (1 for single
-  actions). Sequence policies declare a :class:`HistorySpec`: their ``obs`` is then a window
+- ``act(obs, *images, *history, *noise) -> actions (B, H, A)``: the inference graph, pure
+  tensor ops, every source of randomness an explicit input; H is the action-chunk length (1 for
+  single actions). A policy that ``sees_images`` and was trained on a dataset with cameras
+  takes each camera's uint8 frames (B, H, W, C) after the state (``observe`` turns both into
+  one vector). Sequence policies declare a :class:`HistorySpec`: their ``obs`` is then a window
   (B, K, obs_dim) and the other history fields (past actions, returns-to-go, ...) follow it;
 - ``predict(inputs) -> numpy (B, H, A)``: ``act`` with noise drawn as the runner draws it;
 - ``export_module()``: a tensor-only ``nn.Module`` around ``act`` for ONNX export, with the
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +28,9 @@ from dgm_policy_ros.config import Config, ConfigError
 from dgm_policy_ros.data.episodes import Episode
 from dgm_policy_ros.data.normalization import NormalizationStats
 from dgm_policy_ros.data.samplers import ChunkSampler, SequenceSampler, TransitionSampler
+from dgm_policy_ros.data.transitions import IMAGE_PREFIX
 from dgm_policy_ros.networks import ActionScaler, ObsNormalizer
+from dgm_policy_ros.networks.image_encoder import IMAGE_ENCODERS, ObservationEncoder
 from dgm_policy_ros.runtime.bundle import NoiseInput
 from dgm_policy_ros.runtime.history import HistorySpec
 from dgm_policy_ros.training.device import module_device
@@ -63,9 +67,34 @@ class AlgoConfig(Config):
             raise ConfigError(f'{name}.lr must be > 0, got {self.lr}')
 
 
+@dataclasses.dataclass
+class VisionSettings(AlgoConfig):
+    """How a policy that sees images encodes them (``networks/image_encoder.py``)."""
+
+    use_images: bool = True  # see the dataset's cameras, when it has them; false: state only
+    image_encoder: str = 'conv'  # 'conv' (small, for CPU training) or 'resnet18' (GroupNorm)
+    image_features: int = 64  # features per camera
+    crop: float = 0.9  # crop side as a fraction of the image: random in training, centred after
+    # The dataset's state elements the policy sees beside the images (None: the dataset's
+    # proprioception, e.g. MetaWorld's hand position and gripper, else the whole state).
+    state_indices: Optional[list[int]] = None
+
+    def validate(self) -> None:
+        super().validate()
+        name = type(self).__name__
+        if self.image_encoder not in IMAGE_ENCODERS:
+            raise ConfigError(f'{name}.image_encoder must be one of {IMAGE_ENCODERS}')
+        if self.image_features < 1 or not 0.5 <= self.crop <= 1.0:
+            raise ConfigError(f'{name}: need image_features >= 1 and 0.5 <= crop <= 1')
+        if self.state_indices is not None and (not self.state_indices or
+                                               min(self.state_indices) < 0):
+            raise ConfigError(f'{name}.state_indices must be non-negative indices')
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
-    """What a model needs to know about its data: sizes, normalization, action bounds."""
+    """What a model needs to know about its data: sizes, normalization, action bounds, and
+    for a policy that sees images, its cameras and which state elements it sees."""
 
     obs_dim: int
     act_dim: int
@@ -73,6 +102,9 @@ class DataSpec:
     act_low: np.ndarray
     act_high: np.ndarray
     return_max: float = 0.0  # best episode return in the training data (return conditioning)
+    image_shapes: dict = dataclasses.field(default_factory=dict)  # camera: (H, W, C)
+    state_indices: Optional[tuple] = None  # the dataset state's elements in obs (None: all)
+    cameras: tuple = ()  # the camera views the dataset was rendered with (sim.cameras)
 
 
 @dataclasses.dataclass
@@ -113,6 +145,9 @@ class Algorithm(nn.Module, abc.ABC):
     kind: ClassVar[str] = 'policy'  # one of KINDS
     extra_graphs: ClassVar[frozenset[str]] = frozenset()  # from EXTRA_GRAPHS
     config_class: ClassVar[type[AlgoConfig]] = AlgoConfig
+    # Takes camera frames beside the state (its config is then a VisionSettings, and its
+    # optimizer covers vision_parameters()).
+    sees_images: ClassVar[bool] = False
     sampler_kind: ClassVar[str] = 'transitions'  # one of SAMPLER_KINDS
     ddp_modules: ClassVar[tuple[str, ...]] = ()  # sub-modules wrapped by DDP under torchrun
     monitored_loss: ClassVar[str] = 'loss'  # the loss that must fall (tests, benchmarks)
@@ -136,6 +171,8 @@ class Algorithm(nn.Module, abc.ABC):
         if not (isinstance(cls.config_class, type) and issubclass(cls.config_class, AlgoConfig)
                 and dataclasses.is_dataclass(cls.config_class)):
             problems.append('config_class must be an AlgoConfig dataclass')
+        if cls.sees_images and not issubclass(cls.config_class, VisionSettings):
+            problems.append('sees_images needs a config_class deriving from VisionSettings')
         unknown = set(cls.extra_graphs) - set(EXTRA_GRAPHS)
         if unknown:
             problems.append(f'extra_graphs {sorted(unknown)} are not among {EXTRA_GRAPHS}')
@@ -155,6 +192,44 @@ class Algorithm(nn.Module, abc.ABC):
         self.obs_norm = ObsNormalizer(spec.stats.obs_mean, spec.stats.obs_std)
         self.act_scale = ActionScaler(spec.act_low, spec.act_high)
         self._ddp: dict[str, nn.Module] = {}
+        self.vision: ObservationEncoder | None = None
+        if spec.image_shapes:
+            if not self.sees_images:
+                raise ConfigError(f'{self.name} does not take images; train it on the state '
+                                  '(the trainer drops the cameras of a dataset for it)')
+            self.vision = ObservationEncoder(spec.image_shapes, cfg.image_encoder,
+                                             cfg.image_features, cfg.crop)
+
+    # -- observations -------------------------------------------------------------------
+    @property
+    def observed_dim(self) -> int:
+        """Width of ``observe``'s output: the state, and each camera's features."""
+        return self.spec.obs_dim + (self.vision.features if self.vision else 0)
+
+    def image_inputs(self) -> list[str]:
+        """The graph's camera inputs, ``images/<camera>``, uint8 (B, H, W, C) each."""
+        return [IMAGE_PREFIX + camera for camera in self.spec.image_shapes]
+
+    def observe(self, obs: torch.Tensor, images: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+        """The normalized state, followed by each camera's features when the policy sees
+        images; leading window dimensions are kept."""
+        state = self.obs_norm(obs)
+        return state if self.vision is None else self.vision(state, list(images))
+
+    def batch_images(self, batch: dict[str, torch.Tensor], last: bool = False
+                     ) -> list[torch.Tensor]:
+        """A training batch's frames per camera (``last``: of its window's newest step)."""
+        return [batch[name][:, -1] if last else batch[name] for name in self.image_inputs()]
+
+    def split_images(self, inputs: Sequence[torch.Tensor]
+                     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``act``'s inputs after ``obs``: (the camera frames, the rest)."""
+        n = len(self.image_inputs())
+        return list(inputs[:n]), list(inputs[n:])
+
+    def vision_parameters(self) -> list[nn.Parameter]:
+        """The image encoders' weights, for the optimizer that trains the policy."""
+        return list(self.vision.parameters()) if self.vision else []
 
     @property
     def device(self) -> torch.device:
@@ -182,7 +257,7 @@ class Algorithm(nn.Module, abc.ABC):
     def input_names(self) -> list[str]:
         """The graph's inputs before the noise: ``obs`` and any history fields."""
         history = self.history_spec()
-        return ['obs', *(history.fields if history else ())]
+        return ['obs', *self.image_inputs(), *(history.fields if history else ())]
 
     # -- to implement ---------------------------------------------------------------
     @abc.abstractmethod
@@ -219,7 +294,9 @@ class Algorithm(nn.Module, abc.ABC):
         """Actions (B, H, A) in the robot's units for raw observations (B, obs_dim), or, for a
         sequence policy, a batch of history windows keyed by ``input_names()``."""
         if isinstance(inputs, dict):
-            arrays = [np.asarray(inputs[name], dtype=np.float32) for name in self.input_names()]
+            images = set(self.image_inputs())
+            arrays = [np.asarray(inputs[name], dtype=np.uint8 if name in images else np.float32)
+                      for name in self.input_names()]
         else:
             obs = np.asarray(inputs, dtype=np.float32)
             arrays = [obs[None] if obs.ndim == 1 else obs]
@@ -243,8 +320,9 @@ class Algorithm(nn.Module, abc.ABC):
     def enable_ddp(self) -> None:
         from torch.nn.parallel import DistributedDataParallel
 
-        if not self.ddp_modules:
-            raise ConfigError(f'{self.name} does not support multi-process training yet')
+        if not self.ddp_modules or self.vision is not None:
+            raise ConfigError(f'{self.name} does not support multi-process training yet'
+                              + (' with cameras' if self.vision is not None else ''))
         for name in self.ddp_modules:
             # Kept outside the module registry so state_dict keys stay the same.
             module = getattr(self, name)
@@ -272,8 +350,8 @@ class ChunkedAlgorithm(Algorithm):
 
     def chunk_targets(self, batch: dict[str, torch.Tensor]
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(normalized current observation, flat unit chunk (B, H*A), its padding mask)."""
-        obs = self.obs_norm(batch['observations'][:, -1])
+        """(observed current observation, flat unit chunk (B, H*A), its padding mask)."""
+        obs = self.observe(batch['observations'][:, -1], self.batch_images(batch, last=True))
         chunk = self.unit_actions(batch['actions'])  # (B, H, A)
         b, h, a = chunk.shape
         mask = batch['action_mask'].unsqueeze(-1).expand(b, h, a).reshape(b, h * a)

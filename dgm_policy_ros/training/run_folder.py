@@ -23,9 +23,14 @@ from dgm_policy_ros.training.train_config import TrainConfig
 
 
 def spec_to_dict(spec: DataSpec) -> dict[str, Any]:
-    return {'obs_dim': spec.obs_dim, 'act_dim': spec.act_dim, 'stats': spec.stats.to_dict(),
-            'act_low': spec.act_low.tolist(), 'act_high': spec.act_high.tolist(),
-            'return_max': spec.return_max}
+    out = {'obs_dim': spec.obs_dim, 'act_dim': spec.act_dim, 'stats': spec.stats.to_dict(),
+           'act_low': spec.act_low.tolist(), 'act_high': spec.act_high.tolist(),
+           'return_max': spec.return_max}
+    if spec.image_shapes:
+        out.update(image_shapes={c: list(s) for c, s in spec.image_shapes.items()},
+                   state_indices=list(spec.state_indices) if spec.state_indices else None,
+                   cameras=list(spec.cameras))
+    return out
 
 
 def spec_from_dict(data: dict[str, Any]) -> DataSpec:
@@ -33,7 +38,11 @@ def spec_from_dict(data: dict[str, Any]) -> DataSpec:
                     NormalizationStats.from_dict(data['stats']),
                     np.asarray(data['act_low'], np.float32),
                     np.asarray(data['act_high'], np.float32),
-                    float(data.get('return_max', 0.0)))
+                    float(data.get('return_max', 0.0)),
+                    {str(c): tuple(int(d) for d in s)
+                     for c, s in (data.get('image_shapes') or {}).items()},
+                    tuple(data['state_indices']) if data.get('state_indices') else None,
+                    tuple(data.get('cameras') or ()))
 
 
 def weights_bytes(algo: Algorithm) -> bytes:

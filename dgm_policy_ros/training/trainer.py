@@ -92,6 +92,7 @@ class Trainer:
         low, high = ds.action_bounds
         returns = [float(np.sum(ds.episodes[i].rewards)) for i in split.train_episodes]
         spec = DataSpec(ds.obs_dim, ds.act_dim, split.stats, low, high, max(returns))
+        spec = self._observation_choice(ds, spec)
         if self.cfg.init_from:
             parent = spec_from_dict(json.loads(
                 (Path(self.cfg.init_from) / 'spec.json').read_text())['spec'])
@@ -101,6 +102,29 @@ class Trainer:
                                   f'{spec.obs_dim}/{spec.act_dim}')
             spec = parent  # the network was trained on these inputs: keep them
         return ds, split, spec
+
+    def _observation_choice(self, ds: LoadedDataset, spec: DataSpec) -> DataSpec:
+        """What the policy sees of a dataset with cameras: the images and a choice of state
+        elements (its proprioception) for a policy that sees images, else the state alone.
+        The episodes are cut to match, so samplers and statistics see the same."""
+        if not ds.image_shapes:
+            return spec
+        algo_cfg = self.cfg.algorithm_config()
+        if not (get_algorithm(self.cfg.algo).sees_images and algo_cfg.use_images):
+            ds.episodes = [ep.without_images() for ep in ds.episodes]
+            return spec
+        indices = algo_cfg.state_indices or ds.provenance.get('proprio_indices') or \
+            list(range(ds.obs_dim))
+        if max(indices) >= ds.obs_dim:
+            raise ConfigError(f'state_indices {indices} reach past the dataset state '
+                              f'({ds.obs_dim} values)')
+        ds.episodes = [dataclasses.replace(ep, observations=ep.observations[:, indices])
+                       for ep in ds.episodes]
+        stats = dataclasses.replace(spec.stats, obs_mean=spec.stats.obs_mean[indices],
+                                    obs_std=spec.stats.obs_std[indices])
+        return dataclasses.replace(spec, obs_dim=len(indices), stats=stats,
+                                   image_shapes=ds.image_shapes, state_indices=tuple(indices),
+                                   cameras=tuple(ds.provenance.get('cameras') or ()))
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:

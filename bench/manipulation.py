@@ -1,0 +1,224 @@
+# SPDX-License-Identifier: Apache-2.0
+"""MetaWorld manipulation from cameras and from state (bench/results/manipulation.md).
+
+Per task: the scripted expert's demonstrations with camera frames (LeRobot's MetaWorld view,
+``dgm collect --images``), then each arm, ``<observation>:<algorithm>`` (``image:diffusion_bc``
+sees the frames and the hand position and gripper; ``state:bc`` the whole state, from the same
+demonstrations), trained on one CPU thread and scored by success rate over ``--episodes``
+evaluation episodes through the deployment runner, per seed. Each finished run is cached as JSON
+under bench/results/manipulation_runs/, so the table resumes and can be rebuilt.
+
+``--curve TASK`` measures one arm's learning curve instead (success every ``--eval-every``
+steps), to find the budget the table is run at (bench/results/manipulation_curve.md).
+
+The papers' budget, on a GPU machine (Diffusion Policy: ResNet-18, batch 256, ~100k steps)::
+
+    python -m bench.manipulation --steps 100000 --device cuda --encoder resnet18 --batch 256
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from bench.common import RESULTS, Table, write_result
+
+HERE = Path(__file__).resolve().parent
+CACHE = RESULTS / 'manipulation_runs'
+RUNS = HERE.parent / 'runs' / 'manipulation'
+# Difficulty groups as Seo et al. 2022 (and DP3) group MetaWorld's tasks.
+TASKS = {
+    'button-press-topdown-v3': 'easy', 'drawer-open-v3': 'easy', 'reach-v3': 'easy',
+    'hammer-v3': 'medium', 'peg-insert-side-v3': 'medium',
+    'push-v3': 'hard', 'pick-place-v3': 'hard',
+    'shelf-place-v3': 'very hard',
+}
+ARMS = ['image:diffusion_bc', 'image:bc', 'image:cvae_bc',
+        'state:diffusion_bc', 'state:bc', 'state:cvae_bc', 'state:flow_bc', 'state:gan_bc']
+# CPU-sized settings shared by every arm where they apply (the defaults are sized for D4RL).
+SETTINGS = {'batch_size': 64, 'lr': 3e-4}
+PER_ALGO = {'diffusion_bc': {'horizon': 8, 'n_action_steps': 4},
+            'cvae_bc': {'horizon': 8, 'n_action_steps': 4}}
+
+
+def dataset_for(task: str, demos: int, size: int, seed: int = 0) -> str:
+    """The task's demonstration set (collected on first use)."""
+    dataset = f'bench/metaworld-{task}-expert-d{demos}-px{size}-v0'
+    from dgm_policy_ros.data.minari_io import datasets_root
+
+    if not (datasets_root() / dataset).is_dir():
+        subprocess.run([sys.executable, '-m', 'dgm_policy_ros.cli.main', 'collect', '--env',
+                        f'metaworld/{task}', '--agent', 'expert', '--episodes', str(demos),
+                        '--images', '--image-size', str(size), '--seed', str(seed),
+                        '--out', dataset, '--quiet'], check=True, capture_output=True)
+    return dataset
+
+
+def arm_config(arm: str, encoder: str, batch: int | None) -> tuple[str, dict]:
+    observation, algo = arm.split(':', 1)
+    config = {**SETTINGS, **PER_ALGO.get(algo, {})}
+    if batch:
+        config['batch_size'] = batch
+    if observation == 'image':
+        config['image_encoder'] = encoder
+    elif algo in ('bc', 'diffusion_bc', 'cvae_bc'):
+        config['use_images'] = False
+    return algo, config
+
+
+def train(arm: str, dataset: str, seed: int, steps: int, out: Path, args,
+          eval_every: int = 0) -> dict:
+    """One run through ``dgm train`` (evaluation through the runner, with cameras for the
+    image arms); its result.json plus the run's inference latency at batch 1."""
+    import yaml
+
+    algo, config = arm_config(arm, args.encoder, args.batch)
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg = out.parent / f'{out.name}.yaml'
+    cfg.write_text(yaml.safe_dump({'algo_config': config}))
+    subprocess.run([sys.executable, '-m', 'dgm_policy_ros.cli.main', 'train', '--algo', algo,
+                    '--dataset', dataset, '--steps', str(steps), '--seed', str(seed),
+                    '--out', str(out), '--config', str(cfg), '--eval-every', str(eval_every),
+                    '--eval-episodes', str(args.episodes), '--checkpoint-every', str(steps),
+                    '--threads', '1', '--device', args.device, '--quiet'],
+                   check=True, capture_output=True, text=True)
+    result = json.loads((out / 'result.json').read_text())
+    return {**result, **latency(out), 'algo_config': config}
+
+
+def latency(run: Path, calls: int = 200) -> dict:
+    """p50 / p99 ms of one inference at batch 1 on one CPU thread through ``PolicyRunner``."""
+    import tempfile
+
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.runtime import PolicyRunner
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = PolicyRunner(export_bundle(run, Path(tmp) / 'bundle', fp16=False),
+                              backend='onnxruntime-cpu', threads=1)
+        inputs = runner.zero_inputs(1)
+        for _ in range(10):
+            runner.infer(inputs)
+        runner.latencies_ms.clear()
+        for _ in range(calls):
+            runner.infer(inputs)
+        lat = runner.latency_percentiles()
+    return {'p50_ms': lat['p50_ms'], 'p99_ms': lat['p99_ms']}
+
+
+def cache_path(task: str, arm: str, seed: int, steps: int, args) -> Path:
+    tag = f"{arm.replace(':', '-')}-{args.encoder}-d{args.demos}-px{args.size}-n{steps}"
+    return CACHE / task / f'{tag}-e{args.episodes}-s{seed}.json'
+
+
+def table(args) -> str:
+    tasks = list(args.tasks)
+    scores = Table('arm', *tasks, *sorted(set(TASKS[t] for t in tasks), key=list(
+        dict.fromkeys(TASKS.values())).index), 'train steps/s', 'p50 / p99 ms', 'seeds')
+    for arm in args.arms:
+        cells, groups, speeds, lat, seeds = [], {}, [], [], set()
+        for task in tasks:
+            runs = [json.loads(p.read_text()) for seed in args.seeds
+                    if (p := cache_path(task, arm, seed, args.steps, args)).is_file()]
+            rates = [100 * r['success_rate'] for r in runs]
+            cells.append(f'{np.mean(rates):.0f} ± {np.std(rates):.0f}' if rates else '–')
+            if rates:
+                groups.setdefault(TASKS[task], []).append(np.mean(rates))
+            speeds += [r['steps_per_s'] for r in runs]
+            lat += [(r['p50_ms'], r['p99_ms']) for r in runs]
+            seeds.add(len(runs))
+        group_cells = [f'{np.mean(groups[g]):.0f}' if g in groups else '–' for g in
+                       scores.header[1 + len(tasks):-3]]
+        scores.add(arm, *cells, *group_cells,
+                   f'{np.median(speeds):.1f}' if speeds else '–',
+                   (f'{np.median([x[0] for x in lat]):.2f} / '
+                    f'{np.median([x[1] for x in lat]):.2f}') if lat else '–',
+                   '/'.join(map(str, sorted(seeds))))
+    return '\n'.join([
+        f'Success rate in % (mean ± std over seeds; each seed over {args.episodes} evaluation '
+        f'episodes, env seeds from 10000 + seed, through the deployment runner), after '
+        f'{args.steps} gradient steps on {args.demos} scripted-expert demonstrations per task '
+        f"({args.size} px frames of LeRobot's MetaWorld view, JPEG in the dataset). image: "
+        f'the `{args.encoder}` encoder trained from scratch with the policy, frames plus hand '
+        'position and gripper; state: the 39-value state. Group columns: mean over the '
+        "group's tasks. Training on one CPU thread; latency: one inference at batch 1, one "
+        'CPU thread, ONNX Runtime through PolicyRunner.', '', *scores.lines()])
+
+
+def curve(args) -> int:
+    task = args.curve
+    arm = args.arms[0]
+    dataset = dataset_for(task, args.demos, args.size)
+    run = RUNS / 'curve' / f"{task}-{arm.replace(':', '-')}-{args.encoder}-s{args.seeds[0]}"
+    started = time.perf_counter()
+    result = train(arm, dataset, args.seeds[0], args.steps, run, args,
+                   eval_every=args.eval_every)
+    import csv
+
+    with open(run / 'metrics.csv', newline='') as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get('eval/success_rate')]
+    points = Table('gradient steps', 'success %', 'mean episode length', echo=True)
+    for r in rows:
+        points.add(r['step'], f"{100 * float(r['eval/success_rate']):.0f}",
+                   f"{float(r['eval/length_mean']):.0f}")
+    body = '\n'.join([
+        f'`{arm}` on metaworld/{task}, {args.demos} demonstrations, {args.size} px, seed '
+        f'{args.seeds[0]}, `{args.encoder}` encoder, settings {json.dumps(result["algo_config"])}'
+        f'; success over {args.episodes} evaluation episodes at each point. Training '
+        f"{result['steps_per_s']:.1f} gradient steps/s on one CPU thread; the whole curve "
+        f'took {(time.perf_counter() - started) / 60:.0f} min.', '', *points.lines()])
+    print(body)
+    write_result(args.name or 'manipulation_curve', 'MetaWorld: learning curve of one arm', body)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
+    parser.add_argument('--arms', nargs='+', default=ARMS)
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--steps', type=int, default=5000)
+    parser.add_argument('--episodes', type=int, default=50)
+    parser.add_argument('--demos', type=int, default=50)
+    parser.add_argument('--size', type=int, default=96)
+    parser.add_argument('--encoder', default='conv', choices=['conv', 'resnet18'])
+    parser.add_argument('--batch', type=int, help='batch size (default 64)')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--curve', metavar='TASK', help='a learning curve of the first arm')
+    parser.add_argument('--eval-every', type=int, default=1000)
+    parser.add_argument('--table-only', action='store_true', help='rebuild from the cache')
+    parser.add_argument('--name', help='the table, bench/results/<name>.md')
+    args = parser.parse_args()
+    if args.curve:
+        return curve(args)
+    for task in [] if args.table_only else args.tasks:
+        dataset = dataset_for(task, args.demos, args.size)
+        for seed in args.seeds:
+            for arm in args.arms:
+                path = cache_path(task, arm, seed, args.steps, args)
+                if path.is_file():
+                    continue
+                run = RUNS / task / path.stem
+                result = train(arm, dataset, seed, args.steps, run, args)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({'task': task, 'arm': arm, 'seed': seed, **result},
+                                           indent=2))
+                print(f"{task} {arm} seed {seed}: {100 * result['success_rate']:.0f}% "
+                      f"({result['steps_per_s']:.1f} steps/s)", flush=True)
+    body = table(args)
+    print(body)
+    write_result(args.name or 'manipulation', 'MetaWorld manipulation: cameras and state, '
+                 'success rates', body)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
