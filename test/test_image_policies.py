@@ -39,16 +39,20 @@ def _episode(i: int, steps: int, rng) -> Episode:
                    np.zeros(steps, bool), truncs, images={'front': frames})
 
 
-@pytest.fixture
-def image_dataset(minari_root):
+def make_image_dataset():
+    """Four episodes of frames with a square to find, in the test's Minari root."""
     from gymnasium import spaces
 
     rng = np.random.default_rng(0)
     episodes = [_episode(i, 15, rng) for i in range(4)]
-    path = write_dataset('test/squares-v0', episodes,
+    return write_dataset('test/squares-v0', episodes,
                          action_space=spaces.Box(-1, 1, (2,), np.float32),
                          provenance={'proprio_indices': [0, 2]})
-    return path
+
+
+@pytest.fixture
+def image_dataset(minari_root):
+    return make_image_dataset()
 
 
 def _train(name, dataset, out, steps, resume=False, **extra):
