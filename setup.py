@@ -58,7 +58,7 @@ setup(
     ],
     python_requires='>=3.10',
     # The deployment runtime: torch-free on purpose (see README, "Design").
-    install_requires=['numpy>=1.23', 'onnxruntime>=1.16', 'pyyaml>=6'],
+    install_requires=['numpy>=1.23', 'onnxruntime>=1.16', 'pyyaml>=6', 'pillow>=9'],
     extras_require=EXTRAS,
     zip_safe=True,
     maintainer='dgm_policy_ros developers',

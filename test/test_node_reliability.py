@@ -461,16 +461,3 @@ def test_a_bundle_without_a_training_range_needs_max_obs_sigma_off(ros, tmp_path
     node.set_parameters([Parameter('max_obs_sigma', value=0.0)])
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
 
-
-def test_a_bundle_that_sees_images_fails_configure_with_the_reason(ros, tmp_path, minari_root):  # noqa: F811
-    from test_image_policies import _train, make_image_dataset
-
-    from dgm_policy_ros.export.onnx_export import export_bundle
-
-    _train('bc', make_image_dataset(), tmp_path / 'run', 2)
-    bundle_path = export_bundle(tmp_path / 'run', tmp_path / 'bundle', fp16=False)
-    spec = '- {topic: /seeing/obs, type: std_msgs/Float64MultiArray, size: 2}'
-    node = make_policy(ros, bundle_path, 'seeing', observation_spec=spec)
-    probe = Probe(ros, '/seeing/obs', '/seeing/cmd')
-    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-    assert wait_for(lambda: probe.diag_with('sees camera frames (images/front)'))

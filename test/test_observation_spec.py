@@ -49,8 +49,8 @@ def test_bad_messages_and_specs_say_what_is_wrong():
         extra.extract(Float64MultiArray(data=[1.0, 2.0, 3.0]))
     with pytest.raises(ConfigError, match='JointState needs joints'):
         load_observation_spec('- {topic: /j, type: sensor_msgs/JointState}')
-    with pytest.raises(ConfigError, match="type 'sensor_msgs/Image' is not one of"):
-        load_observation_spec('- {topic: /c, type: sensor_msgs/Image}')
+    with pytest.raises(ConfigError, match="type 'sensor_msgs/PointCloud2' is not one of"):
+        load_observation_spec('- {topic: /c, type: sensor_msgs/PointCloud2}')
     with pytest.raises(ConfigError, match='names a topic twice'):
         load_observation_spec('- {topic: /a, type: std_msgs/Float64MultiArray, size: 1}\n'
                               '- {topic: /a, type: std_msgs/Float64MultiArray, size: 1}')

@@ -37,7 +37,11 @@ class RecordingSpec(Config):
     def validate(self) -> None:
         if not self.observation:
             raise ConfigError('RecordingSpec.observation: the observation spec is empty')
-        self.sources()  # fails with the spec's own message
+        # (the spec's own errors come from sources())
+        cameras = [s.topic for s in self.sources() if s.is_camera]
+        if cameras:
+            raise ConfigError(f'RecordingSpec: camera topics {cameras} are not recorded into '
+                              'datasets yet (vector sources only)')
 
     def sources(self) -> list[ObservationSource]:
         return load_observation_spec(self.observation)

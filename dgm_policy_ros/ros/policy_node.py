@@ -58,7 +58,11 @@ from dgm_policy_ros.ros import spin_until_shutdown
 from dgm_policy_ros.ros.diagnostics import DiagnosticsReporter
 from dgm_policy_ros.ros.guard import guarded
 from dgm_policy_ros.runtime import ObservationError, PolicyRunner
-from dgm_policy_ros.runtime.observation_spec import load_observation_spec, spec_width
+from dgm_policy_ros.runtime.observation_spec import (
+    check_cameras,
+    load_observation_spec,
+    spec_width,
+)
 
 ACTION_TYPES = ('std_msgs/Float64MultiArray', 'trajectory_msgs/JointTrajectory')
 BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'onnxruntime-cpu')
@@ -281,11 +285,8 @@ class PolicyNode(LifecycleNode):
                                    target_return=None if math.isnan(p['target_return'])
                                    else p['target_return'])
         bundle = self.runner.bundle
-        if bundle.image_inputs:
-            raise ConfigError(f'{bundle.path} sees camera frames '
-                              f'({", ".join(bundle.image_inputs)}); the node takes vector '
-                              'observations only so far')
         self.sources = load_observation_spec(p['observation_spec'])
+        check_cameras(self.sources, bundle.image_inputs)
         if spec_width(self.sources) != bundle.obs_size:
             raise ConfigError(f'the observation spec yields {spec_width(self.sources)} values, '
                               f'the bundle expects {bundle.obs_size}')
@@ -471,9 +472,11 @@ class PolicyNode(LifecycleNode):
     def _on_timer(self) -> None:
         self._control_step()
 
-    def _assemble(self, live: LiveSettings, now: float | None = None) -> np.ndarray:
+    def _assemble(self, live: LiveSettings, now: float | None = None):
+        """The policy's input from each source's latest message: the observation vector, and
+        for a bundle that sees images ``{'obs': vector, 'images/<camera>': frame, ...}``."""
         now = self._now() if now is None else now
-        parts = []
+        parts, frames = [], {}
         for source in self.sources:
             if source.topic not in self.latest:
                 raise ObservationError('waiting', f'no message on {source.topic} yet')
@@ -485,10 +488,17 @@ class PolicyNode(LifecycleNode):
             if now - stamp > live.stale_timeout_s:
                 raise ObservationError('stale', f'{source.topic} is {now - stamp:.3f} s old')
             try:
-                parts.append(source.extract(msg))
+                if source.is_camera:
+                    shape = self.runner.bundle.image_inputs[source.input_name]
+                    frames[source.input_name] = source.frame(msg, shape)
+                else:
+                    parts.append(source.extract(msg))
+            except ObservationError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any malformed message is a fault
                 raise ObservationError('wrong size', str(exc)) from exc
-        return np.concatenate(parts)
+        obs = np.concatenate(parts)
+        return {'obs': obs, **frames} if frames else obs
 
     def _control_step(self, step: int | None = None, now: float | None = None,
                       fault: ObservationError | None = None) -> None:
@@ -501,8 +511,9 @@ class PolicyNode(LifecycleNode):
         try:
             if fault is not None:
                 raise fault
-            obs = self._assemble(live, now)
-            raw = self.runner.act(obs)
+            inputs = self._assemble(live, now)
+            obs = inputs['obs'] if isinstance(inputs, dict) else inputs
+            raw = self.runner.act(inputs)
             action = raw
             if live.exploration_noise > 0:
                 half = (live.high - live.low) / 2

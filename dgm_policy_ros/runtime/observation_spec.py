@@ -10,9 +10,14 @@ observation size::
        fields: [pose.pose.position.z, twist.twist.linear.x]}
     - {topic: /imu, type: sensor_msgs/Imu, fields: [angular_velocity, linear_acceleration]}
     - {topic: /dgm/observation, type: std_msgs/Float64MultiArray, size: 11}
+    - {topic: /camera/image_raw, type: sensor_msgs/Image, camera: corner2}
+    - {topic: /wrist/image/compressed, type: sensor_msgs/CompressedImage, camera: wrist}
 
-Extraction is plain attribute access on the message, so this module needs no rclpy; the same
-spec is used by the policy node and by the rosbag converter.
+Camera sources feed the bundle's image input ``images/<camera>`` instead of the vector (rgb8,
+bgr8, rgba8, bgra8, mono8; JPEG or PNG compressed), turned to the frame size and channels the
+bundle declares (``runtime/image_decoding.py``). Extraction is plain attribute access on the
+message, so this module needs no rclpy; the same spec is used by the policy node and by the
+rosbag converter.
 """
 from __future__ import annotations
 
@@ -30,7 +35,10 @@ MESSAGE_TYPES = {
     'std_msgs/Float64MultiArray': ('std_msgs.msg', 'Float64MultiArray'),
     'nav_msgs/Odometry': ('nav_msgs.msg', 'Odometry'),
     'sensor_msgs/Imu': ('sensor_msgs.msg', 'Imu'),
+    'sensor_msgs/Image': ('sensor_msgs.msg', 'Image'),
+    'sensor_msgs/CompressedImage': ('sensor_msgs.msg', 'CompressedImage'),
 }
+CAMERA_TYPES = ('sensor_msgs/Image', 'sensor_msgs/CompressedImage')
 JOINT_FIELDS = ('position', 'velocity', 'effort')
 VECTOR3 = ('x', 'y', 'z')
 QUATERNION = ('x', 'y', 'z', 'w')
@@ -44,11 +52,18 @@ class ObservationSource(Config):
     joints: list[str] = dataclasses.field(default_factory=list)
     size: Optional[int] = None  # Float64MultiArray: expected length
     use_header_stamp: bool = True  # staleness from header.stamp (else receive time)
+    camera: Optional[str] = None  # Image, CompressedImage: the bundle input images/<camera>
 
     def validate(self) -> None:
         if self.type not in MESSAGE_TYPES:
             raise ConfigError(f'observation source {self.topic}: type {self.type!r} is not one '
                               f'of {sorted(MESSAGE_TYPES)}')
+        if self.is_camera != bool(self.camera):
+            raise ConfigError(f'observation source {self.topic}: camera names the bundle '
+                              'image input of an Image or CompressedImage source, and only '
+                              'of those')
+        if self.is_camera:
+            return
         if self.type == 'sensor_msgs/JointState':
             if not self.joints:
                 raise ConfigError(f'observation source {self.topic}: JointState needs joints')
@@ -68,7 +83,26 @@ class ObservationSource(Config):
         return self.type != 'std_msgs/Float64MultiArray'
 
     @property
+    def is_camera(self) -> bool:
+        return self.type in CAMERA_TYPES
+
+    @property
+    def input_name(self) -> str:
+        """The bundle input a camera source feeds."""
+        return f'images/{self.camera}'
+
+    def frame(self, msg: Any, shape: tuple[int, int, int]) -> np.ndarray:
+        """A camera source's message as the bundle's uint8 (H, W, C) frame, or
+        ObservationError with the reason."""
+        from dgm_policy_ros.runtime.image_decoding import decode_compressed, decode_image
+
+        decode = decode_image if self.type == 'sensor_msgs/Image' else decode_compressed
+        return decode(msg, tuple(shape), self.topic)
+
+    @property
     def width(self) -> int:
+        if self.is_camera:
+            return 0  # frames go to their own input, not into the vector
         if self.type == 'sensor_msgs/JointState':
             return len(self.joints) * len(self.fields or ['position'])
         if self.type == 'std_msgs/Float64MultiArray':
@@ -141,7 +175,18 @@ def load_observation_spec(spec: str | list | Path) -> list[ObservationSource]:
     topics = [s.topic for s in sources]
     if len(set(topics)) != len(topics):
         raise ConfigError(f'the observation spec names a topic twice: {topics}')
+    cameras = [s.camera for s in sources if s.is_camera]
+    if len(set(cameras)) != len(cameras):
+        raise ConfigError(f'the observation spec feeds a camera input twice: {cameras}')
     return sources
+
+
+def check_cameras(sources: list[ObservationSource], image_inputs: dict) -> None:
+    """Every image input of the bundle fed by exactly one camera source, and no other."""
+    fed = {s.input_name for s in sources if s.is_camera}
+    if fed != set(image_inputs):
+        raise ConfigError(f'the observation spec feeds camera inputs {sorted(fed)}, the '
+                          f'bundle takes {sorted(image_inputs)}')
 
 
 def spec_width(sources: list[ObservationSource]) -> int:

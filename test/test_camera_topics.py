@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Camera topics in: Image and CompressedImage sources in the observation spec, decoded into the
+bundle's frames (every malformed image an ObservationError with its reason), and the policy node
+driving a bundle that sees images from real topics, with the fault action on a bad frame."""
+import io
+
+import numpy as np
+import pytest
+
+from dgm_policy_ros.config import ConfigError
+from dgm_policy_ros.runtime.observation_spec import check_cameras, load_observation_spec
+from dgm_policy_ros.runtime.runner import ObservationError
+
+sensor_msgs = pytest.importorskip('sensor_msgs.msg', reason='ROS 2 messages not installed')
+Image, CompressedImage = sensor_msgs.Image, sensor_msgs.CompressedImage
+from test_ros_nodes import Probe, make_policy, ros, wait_for  # noqa: E402,F401
+
+
+def raw(frame: np.ndarray, encoding: str, pad: int = 0) -> Image:
+    height, width = frame.shape[:2]
+    rows = frame.reshape(height, -1)
+    if pad:
+        rows = np.concatenate([rows, np.zeros((height, pad), np.uint8)], axis=1)
+    msg = Image(height=height, width=width, encoding=encoding, step=rows.shape[1])
+    msg.data = rows.tobytes()
+    return msg
+
+
+def compressed(frame: np.ndarray, fmt: str) -> CompressedImage:
+    from PIL import Image as PilImage
+
+    buffer = io.BytesIO()
+    PilImage.fromarray(frame).save(buffer, format=fmt.upper())
+    msg = CompressedImage(format=fmt)
+    msg.data = buffer.getvalue()
+    return msg
+
+
+SPEC = """
+- {topic: /cam/obs, type: std_msgs/Float64MultiArray, size: 2}
+- {topic: /cam/image, type: sensor_msgs/Image, camera: front}
+"""
+
+
+def test_camera_sources_are_parsed_and_matched_to_the_bundle_inputs():
+    sources = load_observation_spec(SPEC)
+    assert [s.is_camera for s in sources] == [False, True] and sources[1].width == 0
+    assert sources[1].input_name == 'images/front'
+    check_cameras(sources, {'images/front': (40, 40, 3)})
+    with pytest.raises(ConfigError, match=r"feeds camera inputs \['images/front'\], the "
+                                          r"bundle takes \['images/wrist'\]"):
+        check_cameras(sources, {'images/wrist': (40, 40, 3)})
+    with pytest.raises(ConfigError, match='camera names the bundle image input'):
+        load_observation_spec('- {topic: /x, type: sensor_msgs/Image}')
+    with pytest.raises(ConfigError, match='feeds a camera input twice'):
+        load_observation_spec('- {topic: /a, type: sensor_msgs/Image, camera: c}\n'
+                              '- {topic: /b, type: sensor_msgs/CompressedImage, camera: c}')
+
+
+def test_images_decode_to_the_bundle_frame_and_bad_ones_say_why():
+    source = load_observation_spec(SPEC)[1]
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    shape = (40, 40, 3)
+    np.testing.assert_array_equal(source.frame(raw(frame, 'rgb8'), shape), frame)
+    np.testing.assert_array_equal(source.frame(raw(frame[..., ::-1].copy(), 'bgr8'), shape),
+                                  frame)
+    np.testing.assert_array_equal(source.frame(raw(frame, 'rgb8', pad=8), shape), frame)
+    rgba = np.concatenate([frame, np.full((40, 40, 1), 255, np.uint8)], axis=2)
+    np.testing.assert_array_equal(source.frame(raw(rgba, 'rgba8'), shape), frame)
+    gray = frame[..., 0].copy()
+    np.testing.assert_array_equal(source.frame(raw(gray, 'mono8'), (40, 40, 1))[..., 0], gray)
+    big = np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1)
+    assert source.frame(raw(big, 'rgb8'), shape).shape == shape  # resized to the bundle's
+
+    jpeg = load_observation_spec('- {topic: /j, type: sensor_msgs/CompressedImage, '
+                                 'camera: front}')[0]
+    smooth = np.repeat(np.linspace(0, 255, 40, dtype=np.uint8)[None, :, None], 40, 0)
+    smooth = np.repeat(smooth, 3, axis=2)
+    assert np.abs(jpeg.frame(compressed(smooth, 'jpeg'), shape).astype(int) - smooth).max() < 12
+    np.testing.assert_array_equal(jpeg.frame(compressed(frame, 'png'), shape), frame)
+
+    truncated = raw(frame, 'rgb8')
+    truncated.data = bytes(truncated.data)[:1000]
+    corrupt = compressed(frame, 'jpeg')
+    corrupt.data = bytes(corrupt.data)[:30]
+    tiff = compressed(frame, 'tiff')
+    cases = [(source, raw(frame, '16UC1'), 'wrong encoding'),
+             (source, raw(gray, 'mono8'), 'wrong encoding'),  # one channel for three
+             (source, truncated, 'truncated'),
+             (source, Image(height=40, width=40, encoding='rgb8', step=10), 'wrong size'),
+             (jpeg, corrupt, 'undecodable'),
+             (jpeg, tiff, 'wrong encoding')]
+    for src, msg, reason in cases:
+        with pytest.raises(ObservationError) as caught:
+            src.frame(msg, shape)
+        assert caught.value.reason == reason, (msg.encoding if hasattr(msg, 'encoding')
+                                               else msg.format, caught.value)
+
+
+def test_the_node_drives_an_image_bundle_from_camera_topics(ros, minari_root,  # noqa: F811
+                                                           tmp_path):
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.qos import qos_profile_sensor_data
+    from test_image_policies import _train, make_image_dataset
+
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.runtime import PolicyRunner
+
+    _train('bc', make_image_dataset(), tmp_path / 'run', 2)
+    bundle = export_bundle(tmp_path / 'run', tmp_path / 'bundle', fp16=False)
+    node = make_policy(ros, bundle, 'cam', observation_spec=SPEC, stale_timeout_s=5.0,
+                       control_rate_hz=10.0, on_fault='zero')
+    unfed = SPEC.split('\n- {topic: /cam/image')[0]  # no source for the bundle's camera
+    assert make_policy(ros, bundle, 'nocam', observation_spec=unfed).trigger_configure() == \
+        TransitionCallbackReturn.FAILURE
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    probe = Probe(ros, '/cam/obs', '/cam/cmd')
+    camera = probe.node.create_publisher(Image, '/cam/image', qos_profile_sensor_data)
+    frame = np.zeros((40, 40, 3), np.uint8)
+    frame[10:18, 20:28] = 255
+    obs = np.array([0.1, -0.3])
+
+    def send(image, step):
+        image.header.stamp = probe.node.get_clock().now().to_msg()
+        camera.publish(image)
+        if '/cam/image' in node.latest:  # the frame first: the vector topic triggers the step
+            probe.send(obs, step=step)
+
+    assert wait_for(lambda: probe.command_for(1), every=lambda: send(raw(frame, 'rgb8'), 1))
+    expected = PolicyRunner(bundle, backend='onnxruntime-cpu').infer(
+        {'obs': obs, 'images/front': frame})[0, 0]
+    np.testing.assert_allclose(probe.command_for(1).data, expected, atol=1e-5)
+
+    bad = raw(frame, 'rgb8')
+    bad.data = bytes(bad.data)[:500]
+    steps = iter(range(100, 10_000))  # a new step each time: a repeated one is only resent
+    assert wait_for(lambda: probe.diag_with('truncated'), every=lambda: send(bad, next(steps)))
+    assert node.counters['truncated'] >= 1
+    faulted = [c for c in probe.commands if c.layout.data_offset >= 100]
+    assert faulted and np.allclose(faulted[-1].data, 0.0)  # the fault action (on_fault: zero)
+    steps = iter(range(1000, 10_000))
+
+    def recovered():
+        return [c for c in probe.commands if c.layout.data_offset >= 1000 and
+                np.allclose(c.data, expected, atol=1e-5)]
+
+    assert wait_for(recovered, every=lambda: send(raw(frame, 'rgb8'), next(steps)))
