@@ -24,7 +24,6 @@ from pathlib import Path
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -159,23 +158,26 @@ def curve(args) -> int:
     arm = args.arms[0]
     dataset = dataset_for(task, args.demos, args.size)
     run = RUNS / 'curve' / f"{task}-{arm.replace(':', '-')}-{args.encoder}-s{args.seeds[0]}"
-    started = time.perf_counter()
-    result = train(arm, dataset, args.seeds[0], args.steps, run, args,
-                   eval_every=args.eval_every)
-    import csv
+    if args.table_only and (run / 'result.json').is_file():
+        result = {**json.loads((run / 'result.json').read_text()),
+                  'algo_config': arm_config(arm, args.encoder, args.batch)[1]}
+    else:
+        result = train(arm, dataset, args.seeds[0], args.steps, run, args,
+                       eval_every=args.eval_every)
+    from dgm_policy_ros.training.logger import read_metrics
 
-    with open(run / 'metrics.csv', newline='') as handle:
-        rows = [r for r in csv.DictReader(handle) if r.get('eval/success_rate')]
+    series = read_metrics(run)
+    lengths = dict(series.get('eval/length_mean', []))
     points = Table('gradient steps', 'success %', 'mean episode length', echo=True)
-    for r in rows:
-        points.add(r['step'], f"{100 * float(r['eval/success_rate']):.0f}",
-                   f"{float(r['eval/length_mean']):.0f}")
+    for step, rate in series.get('eval/success_rate', []):
+        points.add(step, f'{100 * rate:.0f}', f'{lengths.get(step, float("nan")):.0f}')
     body = '\n'.join([
         f'`{arm}` on metaworld/{task}, {args.demos} demonstrations, {args.size} px, seed '
         f'{args.seeds[0]}, `{args.encoder}` encoder, settings {json.dumps(result["algo_config"])}'
         f'; success over {args.episodes} evaluation episodes at each point. Training '
         f"{result['steps_per_s']:.1f} gradient steps/s on one CPU thread; the whole curve "
-        f'took {(time.perf_counter() - started) / 60:.0f} min.', '', *points.lines()])
+        f"(training and evaluations) took {result['wall_s'] / 60:.0f} min.", '',
+        *points.lines()])
     print(body)
     write_result(args.name or 'manipulation_curve', 'MetaWorld: learning curve of one arm', body)
     return 0
