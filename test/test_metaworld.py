@@ -29,6 +29,9 @@ def test_every_task_works_by_name_and_resets_by_seed():
         first = env.reset(seed=3)[0]
         assert first.shape == (39,) and env.action_space.shape == (4,)
         np.testing.assert_array_equal(env.reset(seed=3)[0], first)
+        other = make_env(f'metaworld/{name}')  # another process's env: the same placement
+        np.testing.assert_array_equal(other.reset(seed=3)[0], first)
+        other.close()
         _, _, _, _, info = env.step(np.zeros(4, np.float32))
         assert 'success' in info
         assert env.spec.max_episode_steps == 500

@@ -30,9 +30,10 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, Float64MultiArray, MultiArrayDimension, String
 from std_srvs.srv import SetBool, Trigger
+import yaml
 
 from dgm_policy_ros.config import ConfigError
 from dgm_policy_ros.ros import run_node
@@ -65,6 +66,9 @@ PARAMETERS = {
                                      'command (lockstep)', PT.PARAMETER_DOUBLE)),
     'start_paused': (False, _desc('start paused (use ~/set_pause or ~/step_simulation)',
                                   PT.PARAMETER_BOOL)),
+    'cameras': ('', _desc("cameras published as sensor_msgs/Image on ~/image/<camera>: '' "
+                          "none, 'default' the task's default views, or a YAML list of views "
+                          '({camera, width, height, position, flip})', PT.PARAMETER_STRING)),
 }
 
 
@@ -145,6 +149,7 @@ class MujocoSimNode(Node):
         if p['mode'] not in ('realtime', 'lockstep'):
             raise ConfigError(f"mode must be realtime or lockstep, got {p['mode']!r}")
         self.p = p
+        self.views: list = []  # cameras rendered and published (sim.cameras.CameraView)
         if p['mjcf_file']:
             self.env = MjcfEnv(p['mjcf_file'], p['frame_skip'], p['keyframe'],
                                p['max_episode_steps'], p['reset_noise'])
@@ -155,7 +160,8 @@ class MujocoSimNode(Node):
         else:
             from dgm_policy_ros.sim.environments import make_env
 
-            self.env = make_env(p['env_id'])
+            self.views = self._camera_views(p['cameras'], p['env_id'])
+            self.env = make_env(p['env_id'], self.views)
         self.dt = float(self.env.unwrapped.dt)
         model = self.env.unwrapped.model
         self.joints = []  # (name, qpos address, dof address) of 1-DoF joints
@@ -176,6 +182,8 @@ class MujocoSimNode(Node):
         latched = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_end = self.create_publisher(String, '~/episode_end', latched)
+        self.pub_images = {view.camera: self.create_publisher(
+            Image, f'~/image/{view.camera}', qos_profile_sensor_data) for view in self.views}
         self.create_subscription(Float64MultiArray, p['command_topic'],
                                  guarded(self, 'command', self._on_command), reliable)
         self.create_service(Trigger, '~/reset_world',
@@ -199,6 +207,20 @@ class MujocoSimNode(Node):
             # 1.25 periods, and a loop that gets its commands in time is never re-sent to.
             self.create_timer(p['lockstep_resend_s'] / 4,
                               guarded(self, 'resend timer', self._resend))
+
+    @staticmethod
+    def _camera_views(setting: str, env_id: str) -> list:
+        if not setting.strip():
+            return []
+        from dgm_policy_ros.sim.cameras import CameraView, default_views
+
+        if setting.strip() == 'default':
+            return default_views(env_id)
+        views = yaml.safe_load(setting)
+        if not isinstance(views, list) or not views:
+            raise ConfigError(f"cameras must be '', 'default' or a YAML list of views, got "
+                              f'{setting!r}')
+        return [CameraView.from_dict(v) for v in views]
 
     # ---------------------------------------------------------------- simulation
     @property
@@ -251,7 +273,17 @@ class MujocoSimNode(Node):
                             velocity=[float(data.qvel[j[2]]) for j in self.joints])
         joints.header.stamp = stamp
         self.pub_joints.publish(joints)
-        values = np.asarray(self.obs, np.float64)
+        state = self.obs
+        if isinstance(self.obs, dict):  # with cameras: the frames first, then the state
+            state = self.obs['state']
+            for camera, frame in self.obs['images'].items():
+                image = Image(height=frame.shape[0], width=frame.shape[1], encoding='rgb8',
+                              step=frame.shape[1] * 3)
+                image.header.stamp = stamp
+                image.header.frame_id = camera
+                image.data = frame.tobytes()
+                self.pub_images[camera].publish(image)
+        values = np.asarray(state, np.float64)
         obs = Float64MultiArray(data=values.tolist())
         obs.layout.data_offset = self.step_index
         # The episode travels with the observation, so a policy that keeps state (action

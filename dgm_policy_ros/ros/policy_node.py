@@ -189,6 +189,9 @@ class PolicyNode(LifecycleNode):
         self.runner: PolicyRunner | None = None
         self.sources: list = []
         self.latest: dict[str, tuple[Any, float]] = {}  # topic -> (msg, stamp seconds)
+        self._fresh: set[str] = set()  # topics with a message since the last control step
+        # A triggered step waiting for a 'drop' source's new message: (step, now or None).
+        self._pending: tuple[int | None, float | None] | None = None
         self.params: dict[str, Any] = {}  # the values read at configure (live ones kept current)
         self.live: LiveSettings | None = None
         self.publisher = None
@@ -291,9 +294,10 @@ class PolicyNode(LifecycleNode):
             raise ConfigError(f'the observation spec yields {spec_width(self.sources)} values, '
                               f'the bundle expects {bundle.obs_size}')
         self.params = p
-        self._apply_live(p, self._live_settings(p), {'seed': p['seed']})
         self.runner.infer(self.runner.zero_inputs())  # warm-up (engine, caches)
         self.runner.latencies_ms.clear()
+        # Seeded after the warm-up, whose noise draws must not shift the first step's.
+        self._apply_live(p, self._live_settings(p), {'seed': p['seed']})
         for source in self.sources:
             self._subs.append(self.create_subscription(
                 source.message_class(), source.topic,
@@ -399,6 +403,8 @@ class PolicyNode(LifecycleNode):
         self.live = None
         self.ood = None
         self.latest.clear()
+        self._fresh.clear()
+        self._pending = None
         self._last_action = self._last_step = self._episode_label = None
 
     # -------------------------------------------------------------- inputs
@@ -423,7 +429,16 @@ class PolicyNode(LifecycleNode):
             if label != self._episode_label:  # a new episode (lockstep simulator)
                 self._episode_label = label
                 self.runner.reset()
-            self._control_step(step=step, now=stamp if not source.has_header else None)
+            self._pending = (step, stamp if not source.has_header else None)
+        if self._pending is not None and self._active and not self._waiting_for():
+            step, when = self._pending
+            self._pending = None
+            self._control_step(step=step, now=when)
+
+    def _waiting_for(self) -> list[str]:
+        """'drop' sources with no message since the last step (a triggered step waits)."""
+        return [s.topic for s in self.sources if s.align == 'drop' and
+                s.topic not in self._fresh]
 
     def _accept(self, source, msg, now: float) -> float:
         """Store ``msg`` as its topic's latest and return its stamp, or say why not."""
@@ -444,6 +459,7 @@ class PolicyNode(LifecycleNode):
             raise ObservationError('out_of_order', f'{source.topic}: stamp {stamp:.3f} is '
                                    f'older than the last accepted {previous[1]:.3f}')
         self.latest[source.topic] = (msg, stamp)
+        self._fresh.add(source.topic)
         return stamp
 
     def _on_episode_end(self, msg: String) -> None:
@@ -487,6 +503,9 @@ class PolicyNode(LifecycleNode):
                                        f'{stamp - now:.3f} s after the node clock')
             if now - stamp > live.stale_timeout_s:
                 raise ObservationError('stale', f'{source.topic} is {now - stamp:.3f} s old')
+            if source.align == 'drop' and source.topic not in self._fresh:
+                raise ObservationError('stale', f'{source.topic}: no message since the last '
+                                       'control step (align: drop)')
             try:
                 if source.is_camera:
                     shape = self.runner.bundle.image_inputs[source.input_name]
@@ -511,7 +530,11 @@ class PolicyNode(LifecycleNode):
         try:
             if fault is not None:
                 raise fault
-            inputs = self._assemble(live, now)
+            try:
+                inputs = self._assemble(live, now)
+            finally:
+                self._fresh.clear()  # each message serves one step at most under 'drop'
+
             obs = inputs['obs'] if isinstance(inputs, dict) else inputs
             raw = self.runner.act(inputs)
             action = raw

@@ -10,7 +10,8 @@ observation size::
        fields: [pose.pose.position.z, twist.twist.linear.x]}
     - {topic: /imu, type: sensor_msgs/Imu, fields: [angular_velocity, linear_acceleration]}
     - {topic: /dgm/observation, type: std_msgs/Float64MultiArray, size: 11}
-    - {topic: /camera/image_raw, type: sensor_msgs/Image, camera: corner2}
+    - {topic: /sim/observation, type: std_msgs/Float64MultiArray, size: 39, indices: [0, 1]}
+    - {topic: /camera/image_raw, type: sensor_msgs/Image, camera: corner2, align: drop}
     - {topic: /wrist/image/compressed, type: sensor_msgs/CompressedImage, camera: wrist}
 
 Camera sources feed the bundle's image input ``images/<camera>`` instead of the vector (rgb8,
@@ -18,6 +19,13 @@ bgr8, rgba8, bgra8, mono8; JPEG or PNG compressed), turned to the frame size and
 bundle declares (``runtime/image_decoding.py``). Extraction is plain attribute access on the
 message, so this module needs no rclpy; the same spec is used by the policy node and by the
 rosbag converter.
+
+Alignment, per source (``align``), as the ROS 2 <-> LeRobot bridges define it: ``hold`` uses the
+latest message (within the node's stale timeout); ``drop`` uses a message only if it arrived
+since the previous control step: with ``trigger: observation`` the step waits for it (so a
+simulator in lockstep pairs each frame with its own step, whichever topic arrives first), with
+the timer a step without one faults ``stale``. The first source of the spec triggers a step in
+observation mode.
 """
 from __future__ import annotations
 
@@ -39,6 +47,7 @@ MESSAGE_TYPES = {
     'sensor_msgs/CompressedImage': ('sensor_msgs.msg', 'CompressedImage'),
 }
 CAMERA_TYPES = ('sensor_msgs/Image', 'sensor_msgs/CompressedImage')
+ALIGNMENTS = ('hold', 'drop')
 JOINT_FIELDS = ('position', 'velocity', 'effort')
 VECTOR3 = ('x', 'y', 'z')
 QUATERNION = ('x', 'y', 'z', 'w')
@@ -53,11 +62,21 @@ class ObservationSource(Config):
     size: Optional[int] = None  # Float64MultiArray: expected length
     use_header_stamp: bool = True  # staleness from header.stamp (else receive time)
     camera: Optional[str] = None  # Image, CompressedImage: the bundle input images/<camera>
+    indices: Optional[list[int]] = None  # Float64MultiArray: the elements taken, in order
+    align: str = 'hold'  # hold: the latest message; drop: only one new since the last step
 
     def validate(self) -> None:
         if self.type not in MESSAGE_TYPES:
             raise ConfigError(f'observation source {self.topic}: type {self.type!r} is not one '
                               f'of {sorted(MESSAGE_TYPES)}')
+        if self.align not in ALIGNMENTS:
+            raise ConfigError(f'observation source {self.topic}: align must be one of '
+                              f'{ALIGNMENTS}, got {self.align!r}')
+        if self.indices is not None and (self.type != 'std_msgs/Float64MultiArray' or
+                                         not self.indices or self.size is None or
+                                         not all(0 <= i < self.size for i in self.indices)):
+            raise ConfigError(f'observation source {self.topic}: indices select elements '
+                              'of a Float64MultiArray, each in [0, size)')
         if self.is_camera != bool(self.camera):
             raise ConfigError(f'observation source {self.topic}: camera names the bundle '
                               'image input of an Image or CompressedImage source, and only '
@@ -106,7 +125,7 @@ class ObservationSource(Config):
         if self.type == 'sensor_msgs/JointState':
             return len(self.joints) * len(self.fields or ['position'])
         if self.type == 'std_msgs/Float64MultiArray':
-            return int(self.size)
+            return len(self.indices) if self.indices else int(self.size)
         return sum(_field_width(f) for f in self.fields)
 
     def message_class(self):
@@ -121,7 +140,7 @@ class ObservationSource(Config):
             data = np.asarray(msg.data, dtype=np.float64)
             if data.shape != (self.size,):
                 raise ValueError(f'{self.topic}: expected {self.size} values, got {data.size}')
-            return data
+            return data[self.indices] if self.indices else data
         if self.type == 'sensor_msgs/JointState':
             index = {name: i for i, name in enumerate(msg.name)}
             missing = [j for j in self.joints if j not in index]

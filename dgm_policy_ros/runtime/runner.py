@@ -199,13 +199,18 @@ class PolicyRunner:
         return feeds
 
     def zero_inputs(self, batch: int = 1):
-        """Valid all-zero inputs of the right shapes (warm-up, benchmarks)."""
+        """Valid inputs of the right shapes (warm-up, benchmarks): all zeros, or the training
+        mean of the observation where the bundle records it (zeros may lie outside the
+        training range the runner is told to refuse)."""
+        obs = np.zeros((batch, self.bundle.obs_size), np.float32)
+        if self._obs_mean is not None:
+            obs[:] = self._obs_mean
         if self.bundle.image_inputs:
-            return {'obs': np.zeros((batch, self.bundle.obs_size), np.float32),
+            return {'obs': obs,
                     **{name: np.zeros((batch, *shape), np.uint8)
                        for name, shape in self.bundle.image_inputs.items()}}
         if self.history is None:
-            return np.zeros((batch, self.bundle.obs_size), np.float32)
+            return obs
         return {name: np.zeros((batch, *self._shapes[name]), np.float32)
                 for name in self.bundle.input_names}
 

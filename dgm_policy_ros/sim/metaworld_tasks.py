@@ -86,8 +86,14 @@ def make_task(task: str, render_mode: str | None = None, **kwargs: Any):
 
     class SeededTask(gym.Wrapper):
         def reset(self, *, seed: int | None = None, options=None):
+            task = self.env.unwrapped
             if seed is not None:
-                self.env.unwrapped.seed(seed)  # goal and object placement follow the seed
+                # MetaWorld's goal-observable tasks freeze the placement drawn (from numpy's
+                # global generator) when they were made; here every reset draws it from the
+                # task's own generator instead, seeded by this seed.
+                task._freeze_rand_vec = False
+                task.seeded_rand_vec = True
+                task.seed(seed)
             return self.env.reset(options=options)
 
         def step(self, action):

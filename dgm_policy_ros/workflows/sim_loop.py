@@ -32,6 +32,30 @@ def observation_spec_for_sim(obs_size: int, sim_node: str = SIM_NODE) -> list[di
              'size': obs_size}]
 
 
+def camera_setup_for_sim(bundle, env_id: str, lockstep: bool,
+                         sim_node: str = SIM_NODE) -> tuple[list[dict], str]:
+    """For a bundle that sees images: the policy node's spec (the simulator's state, cut to the
+    bundle's elements, then each camera; in lockstep every frame serves its own step, 'drop')
+    and the simulator's ``cameras`` parameter (the bundle's views, as JSON)."""
+    from dgm_policy_ros.sim.environments import make_env
+    from dgm_policy_ros.sim.evaluate import bundle_cameras
+
+    cameras = bundle_cameras(bundle, env_id)
+    probe = make_env(env_id)
+    size = int(probe.observation_space.shape[0])
+    probe.close()
+    state = {'topic': f'/{sim_node}/observation', 'type': 'std_msgs/Float64MultiArray',
+             'size': size}
+    if cameras.state_indices:
+        state['indices'] = list(cameras.state_indices)
+    # In lockstep the nodes keep no common clock (the policy runs on wall time): frames are
+    # then judged by when they arrive.
+    spec = [state, *({'topic': f'/{sim_node}/image/{view.camera}', 'type': 'sensor_msgs/Image',
+                      'camera': view.camera, 'align': 'drop' if lockstep else 'hold',
+                      'use_header_stamp': not lockstep} for view in cameras.views)]
+    return spec, json.dumps([view.to_dict() for view in cameras.views])
+
+
 def recording_spec_for_sim(obs_size: int, sim_node: str = SIM_NODE):
     """What ``dgm sim-loop --record`` records: the policy's observation, its commands, and the
     simulator's reward and episode ends."""
@@ -61,11 +85,15 @@ class MjcfTarget:
 
 def node_commands(bundle: Path, env_id: str, episodes: int, seed: int, lockstep: bool,
                   spec_file: Path, backend: str = 'auto', exploration_noise: float = 0.0,
-                  mjcf: MjcfTarget | None = None) -> tuple[list[str], list[str]]:
+                  mjcf: MjcfTarget | None = None, cameras: str = ''
+                  ) -> tuple[list[str], list[str]]:
+    """``cameras``: the simulator's camera views as JSON (a bundle that sees images)."""
     sim = [sys.executable, '-m', 'dgm_policy_ros.ros.mujoco_sim_node', '--ros-args',
            '-r', f'__node:={SIM_NODE}', '-p', f'env_id:={env_id}',
            '-p', f"mode:={'lockstep' if lockstep else 'realtime'}", '-p', f'seed:={seed}',
-           '-p', f'episodes:={episodes}', *(mjcf.parameters() if mjcf else [])]
+           '-p', f'episodes:={episodes}', *(mjcf.parameters() if mjcf else []),
+           # Quoted: ROS reads a parameter's value as YAML, and this one must stay a string.
+           *(['-p', f"cameras:='{cameras}'"] if cameras else [])]
     policy = [sys.executable, '-m', 'dgm_policy_ros.ros.policy_node', '--ros-args',
               '-r', f'__node:={POLICY_NODE}', '-p', f'model_file_path:={bundle}',
               '-p', f'observation_spec:={spec_file}', '-p', f'backend:={backend}',
@@ -111,11 +139,16 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
         seed = loaded.eval_env_seed
     work = Path(tempfile.mkdtemp(prefix='dgm-sim-loop-'))
     spec_file = work / 'observation_spec.yaml'
-    spec_file.write_text(yaml.safe_dump(observation_spec_for_sim(manifest['observation']
-                                                                 ['size'])))
+    spec, cameras = observation_spec_for_sim(manifest['observation']['size']), ''
+    if loaded.image_inputs:
+        if record or mjcf:
+            raise ConfigError('a bundle that sees images runs against a simulated task, '
+                              'unrecorded, so far (no --record, no --mjcf)')
+        spec, cameras = camera_setup_for_sim(loaded, env_id, lockstep)
+    spec_file.write_text(yaml.safe_dump(spec))
     sim_cmd, policy_cmd = node_commands(bundle_path, env_id, episodes, seed, lockstep,
                                         spec_file, backend, exploration_noise=exploration_noise,
-                                        mjcf=mjcf)
+                                        mjcf=mjcf, cameras=cameras)
     if record:
         # Recording: the simulator starts paused and runs once the recorder is matched with
         # every publisher, so the bag holds every step from the first. (Counting the
@@ -181,6 +214,9 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
             _start_recorded(node, recorder, procs, timeout_s, flowing)
         while not finished.wait(0.5):
             _raise_recorder_error(recorder)
+            if diagnostics.get('message', '').startswith('configure failed'):
+                raise RuntimeError(f"the policy node did not configure: "
+                                   f"{diagnostics['message']}; log: {work / 'policy.log'}")
             for proc, name in zip(procs, ('policy', 'sim')):
                 if proc.poll() is not None:
                     raise RuntimeError(f'the {name} node exited ({proc.returncode}); log: '
