@@ -550,3 +550,51 @@ def test_a_topic_of_another_type_is_refused_once_and_named(tmp_path):
     streams, report = read_bags([tmp_path / 'bag'], {'/obs': 'std_msgs/Float64MultiArray'})
     assert report.recovered == []
     assert dict(report.dropped['/obs']) == {'type std_msgs/msg/String': 4}
+
+
+def test_camera_topics_convert_into_a_dataset_with_images(tmp_path, minari_root):
+    """Raw and JPEG camera topics go into image observations, paired by time with their step
+    as vectors are; a damaged frame costs its own step only."""
+    import io
+
+    from PIL import Image as PilImage
+
+    from dgm_policy_ros.bags.messages import image
+    from dgm_policy_ros.data.minari_io import load_dataset
+
+    spec = RecordingSpec.from_dict({
+        'observation': [{'topic': '/obs', 'type': 'std_msgs/Float64MultiArray', 'size': 2},
+                        {'topic': '/front', 'type': 'sensor_msgs/Image', 'camera': 'front'},
+                        {'topic': '/wrist', 'type': 'sensor_msgs/CompressedImage',
+                         'camera': 'wrist', 'frame_size': [16, 16]}],
+        'action_topic': '/cmd'})
+
+    def frame(k):  # brightness encodes the step
+        return np.full((32, 32, 3), 10 * k, np.uint8)
+
+    def jpeg(ns, k):
+        buffer = io.BytesIO()
+        PilImage.fromarray(frame(k)).save(buffer, format='JPEG')
+        return T['sensor_msgs/msg/CompressedImage'](
+            header=header(ns), format='jpeg', data=np.frombuffer(buffer.getvalue(), np.uint8))
+
+    with BagWriter(tmp_path / 'bag', spec.topics()) as bag:
+        for k in range(12):
+            t = 10 * MS * (k + 1)
+            bag.write('/front', t - MS, image(t - MS, frame(k)))
+            damaged = jpeg(t - MS, k)
+            if k == 5:
+                damaged.data = damaged.data[:20]
+            bag.write('/wrist', t - MS, damaged)
+            bag.write('/obs', t, array([k, -k]))
+            bag.write('/cmd', t + 2 * MS, array([k / 100.0]))
+    path, report = bag2minari([tmp_path / 'bag'], spec, 'test/bag-images-v0')
+    assert report.to_dict()['dropped_steps'] == {'malformed image (undecodable)': 1}
+    loaded = load_dataset('test/bag-images-v0')
+    assert loaded.image_shapes == {'front': (32, 32, 3), 'wrist': (16, 16, 3)}
+    for episode in loaded.episodes:
+        steps = episode.observations[:-1, 0].astype(int)
+        front = episode.images['front'][:-1, 0, 0, 0].astype(int)
+        np.testing.assert_allclose(front, 10 * steps, atol=2)  # JPEG in the dataset
+        np.testing.assert_allclose(episode.images['wrist'][:-1, 0, 0, 0], 10 * steps, atol=3)
+    assert sorted(len(e) for e in loaded.episodes) == [5, 6]  # split at the damaged step

@@ -5,7 +5,8 @@ observation spec, so a dataset holds exactly what a deployed policy would have s
 Alignment, per control step (one per message on the spec's first source, the pacing topic):
 
 - observation: each source's latest message at or before the step (a source not heard from
-  yet drops the step); values extracted by the same code as the policy node's;
+  yet drops the step); values extracted by the same code as the policy node's; camera sources
+  give the step's frame, decoded and sized as the node does (a dataset with images);
 - action: the first command after the observation and before the next one (the command that
   answered it); with none in that window, the command in force (the last one before), or the
   step is dropped if there was none;
@@ -44,6 +45,7 @@ from dgm_policy_ros.bags.reader import ReadReport, Stamped, find_bags, read_bags
 from dgm_policy_ros.bags.topics import RecordingSpec
 from dgm_policy_ros.config import Config, ConfigError
 from dgm_policy_ros.data.episodes import DatasetError, Episode
+from dgm_policy_ros.runtime.runner import ObservationError
 from dgm_policy_ros.utils.hashing import sha256_bytes
 
 
@@ -174,6 +176,8 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                 if isinstance(info.get('length'), int):
                     lengths[f"episode {info['episode']}"] = info['length']
 
+    shapes: dict[str, tuple[int, int, int]] = {}  # camera -> frame shape, from its first frame
+    frames: list[dict[str, np.ndarray]] = []  # the frames of each step in ``current``
     episodes: list[Episode] = []
     current: list[tuple[np.ndarray, np.ndarray, float]] = []
     opening = {'open': True, 'step': None}  # the recording's first episode; its first step
@@ -200,10 +204,14 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
             term = np.zeros(len(current), bool)
             trunc = np.zeros(len(current), bool)
             (term if terminated else trunc)[-1] = True
-            episodes.append(Episode(len(episodes), obs, act, rew, term, trunc))
+            # The frames after the last step were never recorded with it: the last repeats.
+            images = {c: np.stack([f[c] for f in frames] + [frames[-1][c]])
+                      for c in frames[0]} if frames and frames[0] else None
+            episodes.append(Episode(len(episodes), obs, act, rew, term, trunc, images))
         elif current:
             report.drop('episode too short')
         current.clear()
+        frames.clear()
 
     def drop_step(reason: str, observation: np.ndarray | None = None) -> None:
         """This step is lost: count it, and end the episode part before it there."""
@@ -228,6 +236,7 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
             # Step indices count from the simulator's start: the first episode from step 0.
             report.started_mid_episode |= _label(stamped.msg) == 'episode 0' and \
                 opening['step'] > 0
+        step_frames: dict[str, np.ndarray] = {}
         try:
             parts = [sources[0].extract(stamped.msg)]
             for source in sources[1:]:
@@ -237,9 +246,18 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                     raise LookupError(f'no {source.topic} yet')
                 if msgs[i].msg is None:
                     raise ValueError(f'{source.topic}: undecodable')
-                parts.append(source.extract(msgs[i].msg))
+                if source.is_camera:
+                    if source.camera not in shapes:
+                        shapes[source.camera] = source.frame_shape(msgs[i].msg)
+                    step_frames[source.camera] = source.frame(msgs[i].msg,
+                                                              shapes[source.camera])
+                else:
+                    parts.append(source.extract(msgs[i].msg))
         except LookupError:
             drop_step('observation source not heard from yet')
+            continue
+        except ObservationError as exc:
+            drop_step(f'malformed image ({exc.reason})')
             continue
         except ValueError:
             drop_step('malformed observation')
@@ -271,6 +289,7 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                           'undecodable or non-finite reward', obs)
                 continue
             current.append((obs, action, reward))
+            frames.append(step_frames)
             previous_step[0] = step
             report.steps += 1
             label = _label(stamped.msg)
@@ -302,6 +321,7 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                       'undecodable or non-finite reward', obs)
             continue
         current.append((obs, action, reward))
+        frames.append(step_frames)
         report.steps += 1
         ended_here = np.flatnonzero((t_end > t) & (t_end <= t_next))
         if len(ended_here):  # an undecodable end still ends the episode (as a truncation)
@@ -413,6 +433,8 @@ def bag2minari(paths: list[str | Path], spec: RecordingSpec, dataset_id: str,
     kwargs: dict[str, Any] = {'env_id': env_id} if env_id else {
         'observation_space': gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
         'action_space': gym.spaces.Box(low, high, (act_dim,), np.float32)}
+    if episodes[0].images:  # the state and the frames: write_dataset makes that Dict space
+        kwargs.pop('observation_space', None)
     path = write_dataset(dataset_id, episodes, provenance=provenance,
                          description='converted from rosbag2 recordings by dgm bag2minari',
                          overwrite=overwrite, **kwargs)

@@ -36,6 +36,15 @@ def joint_state(ns: int, names: Sequence[str], position: Sequence[float],
         velocity=np.asarray(velocity, np.float64), effort=np.asarray(effort, np.float64))
 
 
+def image(ns: int, frame: np.ndarray, encoding: str = 'rgb8'):
+    """sensor_msgs/Image of a uint8 (H, W, C) or (H, W) frame."""
+    frame = np.ascontiguousarray(frame, np.uint8)
+    height, width = frame.shape[:2]
+    return _T['sensor_msgs/msg/Image'](
+        header=header(ns), height=height, width=width, encoding=encoding, is_bigendian=0,
+        step=frame.size // height, data=frame.reshape(-1))
+
+
 def float64(value: float):
     return _T['std_msgs/msg/Float64'](data=float(value))
 

@@ -18,6 +18,8 @@ ROS_TYPES = {
     'std_msgs/Float64MultiArray': 'std_msgs/msg/Float64MultiArray',
     'nav_msgs/Odometry': 'nav_msgs/msg/Odometry',
     'sensor_msgs/Imu': 'sensor_msgs/msg/Imu',
+    'sensor_msgs/Image': 'sensor_msgs/msg/Image',
+    'sensor_msgs/CompressedImage': 'sensor_msgs/msg/CompressedImage',
     'std_msgs/Float64': 'std_msgs/msg/Float64',
     'std_msgs/String': 'std_msgs/msg/String',
 }
@@ -37,11 +39,10 @@ class RecordingSpec(Config):
     def validate(self) -> None:
         if not self.observation:
             raise ConfigError('RecordingSpec.observation: the observation spec is empty')
-        # (the spec's own errors come from sources())
-        cameras = [s.topic for s in self.sources() if s.is_camera]
-        if cameras:
-            raise ConfigError(f'RecordingSpec: camera topics {cameras} are not recorded into '
-                              'datasets yet (vector sources only)')
+        sources = self.sources()  # fails with the spec's own message
+        if sources[0].is_camera:
+            raise ConfigError('RecordingSpec: the first source paces the steps: make it a '
+                              'vector source, not a camera')
 
     def sources(self) -> list[ObservationSource]:
         return load_observation_spec(self.observation)

@@ -64,6 +64,10 @@ class ObservationSource(Config):
     camera: Optional[str] = None  # Image, CompressedImage: the bundle input images/<camera>
     indices: Optional[list[int]] = None  # Float64MultiArray: the elements taken, in order
     align: str = 'hold'  # hold: the latest message; drop: only one new since the last step
+    # Image, CompressedImage in a dataset converted from a bag: frames of this size, and mono
+    # (1 channel) or color (3); unset: the first frame's own size, mono only for mono8.
+    frame_size: Optional[list[int]] = None  # [height, width]
+    channels: Optional[int] = None
 
     def validate(self) -> None:
         if self.type not in MESSAGE_TYPES:
@@ -77,6 +81,15 @@ class ObservationSource(Config):
                                          not all(0 <= i < self.size for i in self.indices)):
             raise ConfigError(f'observation source {self.topic}: indices select elements '
                               'of a Float64MultiArray, each in [0, size)')
+        if (self.frame_size is not None or self.channels is not None) and not self.is_camera:
+            raise ConfigError(f'observation source {self.topic}: frame_size and channels '
+                              'belong to camera sources')
+        if self.frame_size is not None and (len(self.frame_size) != 2 or
+                                            min(self.frame_size) < 8):
+            raise ConfigError(f'observation source {self.topic}: frame_size is [height, '
+                              'width], each >= 8')
+        if self.channels not in (None, 1, 3):
+            raise ConfigError(f'observation source {self.topic}: channels must be 1 or 3')
         if self.is_camera != bool(self.camera):
             raise ConfigError(f'observation source {self.topic}: camera names the bundle '
                               'image input of an Image or CompressedImage source, and only '
@@ -109,6 +122,26 @@ class ObservationSource(Config):
     def input_name(self) -> str:
         """The bundle input a camera source feeds."""
         return f'images/{self.camera}'
+
+    def frame_shape(self, msg: Any) -> tuple[int, int, int]:
+        """The (H, W, C) a dataset stores this camera's frames at: the declared size, else
+        this (first) message's own."""
+        channels = self.channels or (1 if getattr(msg, 'encoding', '') == 'mono8' else 3)
+        if self.frame_size:
+            return (int(self.frame_size[0]), int(self.frame_size[1]), channels)
+        if self.type == 'sensor_msgs/Image':
+            return (int(msg.height), int(msg.width), channels)
+        import io
+
+        from PIL import Image
+
+        from dgm_policy_ros.runtime.runner import ObservationError
+
+        try:
+            with Image.open(io.BytesIO(memoryview(msg.data))) as image:
+                return (image.height, image.width, channels)
+        except (OSError, ValueError) as exc:
+            raise ObservationError('undecodable', f'{self.topic}: {exc}') from exc
 
     def frame(self, msg: Any, shape: tuple[int, int, int]) -> np.ndarray:
         """A camera source's message as the bundle's uint8 (H, W, C) frame, or
