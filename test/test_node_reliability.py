@@ -180,6 +180,16 @@ def test_every_live_parameter_is_applied_at_once(ros):  # noqa: F811
     bad = obs.copy()
     bad[0] = np.nan
     np.testing.assert_array_equal(command(bad), [0.0, 0.0, 0.0])
+    # on_fault pose: the configured pose (clipped to the limits); a pose of the wrong size,
+    # or pose without one, is refused with the reason.
+    refused = node.set_parameters([Parameter('on_fault', value='pose')])[0]
+    assert not refused.successful and 'fault_pose' in refused.reason
+    set_('fault_pose', [0.1, -0.2, 5.0])
+    set_('on_fault', 'pose')
+    np.testing.assert_allclose(command(bad), np.clip([0.1, -0.2, 5.0], node.live.low,
+                                                     node.live.high))
+    refused = node.set_parameters([Parameter('fault_pose', value=[0.1])])[0]
+    assert not refused.successful and 'fault_pose has 1 values' in refused.reason
     set_('on_fault', 'hold')
     held = command()
     np.testing.assert_array_equal(command(bad), held)

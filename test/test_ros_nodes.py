@@ -354,6 +354,23 @@ def test_joint_trajectory_commands(ros, bundle):
     assert traj.points[0].time_from_start.nanosec == 20_000_000  # one period at 50 Hz
 
 
+def test_joint_state_commands_by_joint_name(ros, bundle):
+    from sensor_msgs.msg import JointState
+
+    node = make_policy(ros, bundle, 't8', action_type='sensor_msgs/JointState',
+                       joint_names=['hip', 'knee'])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    node.trigger_activate()
+    probe = Probe(ros, '/t8/obs', '/t8/unused')
+    got = []
+    probe.node.create_subscription(JointState, '/t8/cmd', got.append, RELIABLE)
+    obs = [0.1, 0.2, 0.3, 0.4]
+    assert wait_for(lambda: got, every=lambda: probe.send(obs, step=1))
+    expected = PolicyRunner(bundle, backend='onnxruntime-cpu').infer(obs)[0, 0]
+    assert list(got[0].name) == ['hip', 'knee'] and got[0].header.stamp.sec > 0
+    np.testing.assert_allclose(got[0].position, expected, atol=1e-6)
+
+
 def test_simulator_runs_a_bare_mjcf_file(ros, tmp_path):
     from std_srvs.srv import Trigger
 

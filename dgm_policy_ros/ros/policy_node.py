@@ -50,6 +50,7 @@ from rcl_interfaces.msg import ParameterType as PT
 import rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 
 from dgm_policy_ros.config import ConfigError
@@ -64,7 +65,9 @@ from dgm_policy_ros.runtime.observation_spec import (
     spec_width,
 )
 
-ACTION_TYPES = ('std_msgs/Float64MultiArray', 'trajectory_msgs/JointTrajectory')
+ACTION_TYPES = ('std_msgs/Float64MultiArray', 'trajectory_msgs/JointTrajectory',
+                'sensor_msgs/JointState')
+FAULT_ACTIONS = ('hold', 'zero', 'pose')
 BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'onnxruntime-cpu')
 LIVE = 'applied at once, also while configured'
 AT_CONFIGURE = 'read at configure; refused while configured (cleanup first)'
@@ -94,7 +97,7 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     'action_topic': ('/forward_command_controller/commands',
                      _desc('command topic', PT.PARAMETER_STRING)),
     'action_type': (ACTION_TYPES[0], _desc(f'one of {ACTION_TYPES}', PT.PARAMETER_STRING)),
-    'joint_names': ([''], _desc('joints of a JointTrajectory command',
+    'joint_names': ([''], _desc('joints of a JointTrajectory or JointState command',
                                 PT.PARAMETER_STRING_ARRAY)),
     'stale_timeout_s': (0.5, _desc('observations older than this trigger the fault action',
                                    PT.PARAMETER_DOUBLE, live=True)),
@@ -109,7 +112,11 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
                                 'bundle bounds)', PT.PARAMETER_DOUBLE_ARRAY, live=True)),
     'action_high': ([0.0], _desc("the robot's per-joint upper command limits (empty/[0.0]: "
                                  'the bundle bounds)', PT.PARAMETER_DOUBLE_ARRAY, live=True)),
-    'on_fault': ('hold', _desc('hold (last action) or zero', PT.PARAMETER_STRING, live=True)),
+    'on_fault': ('hold', _desc('the fault action: hold (the last action), zero, or pose '
+                               '(fault_pose)', PT.PARAMETER_STRING, live=True)),
+    'fault_pose': ([float('nan')], _desc('on_fault pose: the command sent on a fault, one '
+                                         'value per action (clipped to the limits)',
+                                         PT.PARAMETER_DOUBLE_ARRAY, live=True)),
     'ood_threshold': (float('nan'), _desc('log-density below which (s, a) is out of '
                                           'distribution (flow bundles); NaN: off',
                                           PT.PARAMETER_DOUBLE, live=True)),
@@ -148,7 +155,10 @@ def validate_parameters(values: dict[str, Any]) -> str | None:
         (values.get('backend') in BACKENDS, f'backend must be one of {BACKENDS}'),
         (values.get('precision') in ('fp32', 'fp16'), 'precision must be fp32 or fp16'),
         (values.get('action_type') in ACTION_TYPES, f'action_type must be one of {ACTION_TYPES}'),
-        (values.get('on_fault') in ('hold', 'zero'), 'on_fault must be hold or zero'),
+        (values.get('on_fault') in FAULT_ACTIONS, f'on_fault must be one of {FAULT_ACTIONS}'),
+        (values.get('on_fault') != 'pose' or
+         np.isfinite(np.asarray(values.get('fault_pose', [np.nan]), float)).all(),
+         'on_fault pose needs a finite fault_pose'),
         (values.get('trigger') in ('timer', 'observation'),
          'trigger must be timer or observation'),
         (values.get('stale_timeout_s', 1.0) > 0, 'stale_timeout_s must be > 0'),
@@ -172,6 +182,7 @@ class LiveSettings:
     stale_timeout_s: float
     max_future_s: float
     on_fault: str
+    fault_pose: np.ndarray  # on_fault pose: the command sent on a fault
     exploration_noise: float
     anomaly_threshold: float
     ood_threshold: float
@@ -241,8 +252,12 @@ class PolicyNode(LifecycleNode):
         if p['max_obs_sigma'] > 0 and not self.runner.knows_training_range:
             raise ConfigError('max_obs_sigma > 0 needs the observation normalization a bundle '
                               'records at export, and this one has none: set max_obs_sigma 0')
+        pose = np.asarray(p['fault_pose'], np.float64)
+        if p['on_fault'] == 'pose' and pose.shape != low.shape:
+            raise ConfigError(f'fault_pose has {pose.size} values, the bundle '
+                              f'{low.size} actions')
         return LiveSettings(float(p['stale_timeout_s']), float(p['max_future_s']),
-                            p['on_fault'], float(p['exploration_noise']),
+                            p['on_fault'], pose, float(p['exploration_noise']),
                             float(p['anomaly_threshold']), float(p['ood_threshold']),
                             low, high, 1.0 / rate)
 
@@ -332,8 +347,8 @@ class PolicyNode(LifecycleNode):
                 raise ConfigError(f'joint_names lists {len(names)} joints, the bundle has '
                                   f'{bundle.act_size} actions')
             self.joint_names = names
-            self.publisher = self.create_lifecycle_publisher(JointTrajectory, p['action_topic'],
-                                                             reliable)
+            kind = JointState if p['action_type'] == ACTION_TYPES[2] else JointTrajectory
+            self.publisher = self.create_lifecycle_publisher(kind, p['action_topic'], reliable)
         self._observation_trigger = p['trigger'] == 'observation'
         self.diag.configure(bundle, self.runner.backend.name)
 
@@ -584,6 +599,8 @@ class PolicyNode(LifecycleNode):
         live = self.live
         if live.on_fault == 'hold' and self._last_action is not None:
             return np.clip(self._last_action, live.low, live.high)
+        if live.on_fault == 'pose':
+            return np.clip(live.fault_pose, live.low, live.high)
         return np.clip(np.zeros_like(live.low), live.low, live.high)
 
     def _publish(self, action: np.ndarray, step: int | None) -> None:
@@ -599,6 +616,9 @@ class PolicyNode(LifecycleNode):
         if self.params['action_type'] == ACTION_TYPES[0]:
             msg = Float64MultiArray(data=action.tolist())
             msg.layout.data_offset = int(step or 0)
+        elif self.params['action_type'] == ACTION_TYPES[2]:
+            msg = JointState(name=self.joint_names, position=action.tolist())
+            msg.header.stamp = self.get_clock().now().to_msg()
         else:
             msg = self._trajectory(action, live)
         self.publisher.publish(msg)
