@@ -178,3 +178,100 @@ def test_a_lockstep_image_sim_loop_equals_in_process_evaluation(minari_root, tmp
                             'metaworld/reach-v3', 2, seed=7, parallel=False)
     assert result['lengths'] == local.lengths.tolist()
     assert result['returns'] == local.returns.tolist()  # bit for bit
+
+
+@pytest.mark.slow
+def test_fuzzed_camera_frames_never_kill_the_node(ros, minari_root, tmp_path):  # noqa: F811
+    """Hostile Image messages (wrong encodings, absurd sizes, truncated, empty, old, future,
+    bursts) at a policy_node process driving an image bundle: the process stays up, every
+    command is finite and within bounds, and normal commands resume on good frames."""
+    import time
+
+    from rclpy.qos import qos_profile_sensor_data
+    from std_msgs.msg import Float64MultiArray
+    from test_image_policies import _train, make_image_dataset
+    from test_node_reliability import _spawn
+
+    from dgm_policy_ros.export.onnx_export import export_bundle
+
+    _train('bc', make_image_dataset(), tmp_path / 'run', 2)
+    bundle = export_bundle(tmp_path / 'run', tmp_path / 'bundle', fp16=False)
+    spec = tmp_path / 'spec.yaml'
+    spec.write_text(SPEC.replace('/cam/', '/fz/'))
+    proc, log = _spawn(['dgm_policy_ros.ros.policy_node', '--ros-args', '-r',
+                        '__node:=policy_fuzz_cam', '-p', f'model_file_path:={bundle}',
+                        '-p', f'observation_spec:={spec}', '-p', 'backend:=onnxruntime-cpu',
+                        '-p', 'action_topic:=/fz/cmd', '-p', 'control_rate_hz:=20.0',
+                        '-p', 'stale_timeout_s:=0.3', '-p', 'on_fault:=zero',
+                        '-p', 'autostart:=true'], tmp_path, 'policy')
+    probe = Probe(ros, '/fz/obs', '/fz/unused')
+    camera = probe.node.create_publisher(Image, '/fz/image', qos_profile_sensor_data)
+    received = []
+    probe.node.create_subscription(Float64MultiArray, '/fz/cmd',
+                                   lambda m: received.append(list(m.data)), 50)
+    rng = np.random.default_rng(1)
+    frame = np.zeros((40, 40, 3), np.uint8)
+    frame[5:13, 25:33] = 255
+
+    def stamped(msg, offset_s=0.0):
+        now = probe.node.get_clock().now().nanoseconds + int(offset_s * 1e9)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(max(now, 1), 1_000_000_000)
+        return msg
+
+    def send_good():
+        camera.publish(stamped(raw(frame, 'rgb8')))
+        probe.send([0.1, -0.3])
+
+    def moving():
+        return received and any(v != 0.0 for v in received[-1])
+
+    try:
+        assert wait_for(moving, timeout=60, every=send_good), log.read_text()[-2000:]
+        cases = ['encoding', 'mono', 'truncated', 'empty', 'huge', 'step', 'oversized', 'old',
+                 'future', 'burst', 'good']
+        deadline = time.monotonic() + 20.0
+        for i in range(300):  # bounded in count and in time
+            if time.monotonic() > deadline:
+                break
+            case = cases[i % len(cases)] if i < len(cases) else rng.choice(cases)
+            msg = raw(frame, 'rgb8')
+            if case == 'encoding':
+                msg.encoding = str(rng.choice(['16UC1', 'yuv422', '', 'RGB8x', '32FC3']))
+            elif case == 'mono':
+                msg = raw(frame[..., 0].copy(), 'mono8')
+            elif case == 'truncated':
+                msg.data = bytes(msg.data)[:int(rng.integers(0, 4800))]
+            elif case == 'empty':
+                msg = Image(encoding='rgb8')
+            elif case == 'huge':
+                msg.height, msg.width, msg.step = 2**31, 2**31, 2**32 - 1
+            elif case == 'step':
+                msg.step = int(rng.integers(0, 119))
+            elif case == 'oversized':
+                msg = raw(rng.integers(0, 256, (400, 300, 3), dtype=np.uint8), 'bgr8')
+            if case == 'burst':
+                for _ in range(50):
+                    camera.publish(stamped(raw(frame, 'rgb8')))
+            else:
+                offset = {'old': -30.0, 'future': float(rng.uniform(1, 1e6))}.get(case, 0.0)
+                camera.publish(stamped(msg, offset))
+            probe.send([0.1, -0.3] + rng.normal(0, 0.1, 2))
+            time.sleep(float(rng.uniform(0, 0.02)))
+            assert proc.poll() is None, log.read_text()[-3000:]
+        assert wait_for(moving, timeout=10, every=send_good)
+        assert proc.poll() is None, log.read_text()[-3000:]
+
+        def counted(reason):  # the node's own fault counters, on /diagnostics
+            return any(kv.key == reason and kv.value not in ('', '0')
+                       for d in probe.diags for kv in d.values)
+
+        assert wait_for(lambda: all(counted(r) for r in ('wrong_encoding', 'truncated',
+                                                          'wrong_size')), timeout=5), \
+            sorted({kv.key for d in probe.diags for kv in d.values})
+        values = np.asarray(received)
+        assert np.isfinite(values).all() and np.abs(values).max() <= 1.0 + 1e-9
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(20)
+    assert 'Traceback' not in log.read_text(), log.read_text()[-3000:]
