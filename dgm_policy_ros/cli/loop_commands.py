@@ -162,10 +162,16 @@ def register_retrain(add: Add) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from dgm_policy_ros.workflows.demo import run_data_pipeline_demo, run_sim_in_the_loop_demo
+    from dgm_policy_ros.workflows.demo import (
+        run_data_pipeline_demo,
+        run_sim_in_the_loop_demo,
+        run_visuomotor_demo,
+    )
 
     if args.data_pipeline:
         return run_data_pipeline_demo(args.out, steps=args.steps, seed=args.seed)
+    if args.task:
+        return run_visuomotor_demo(args.task, episodes=args.episodes, video=args.video)
     return run_sim_in_the_loop_demo(episodes=args.episodes, plot=args.plot,
                                     lockstep=not args.realtime)
 
@@ -177,6 +183,9 @@ def register_demo(add: Add) -> None:
     p.add_argument('--plot', default='sim_loop.png')
     p.add_argument('--realtime', action='store_true', help='real-time simulator, not lockstep')
     p.add_argument('--data-pipeline', action='store_true')
+    p.add_argument('--task', help='the visuomotor demo: an image policy on this MetaWorld task '
+                   'from its camera over ROS 2 (metaworld/button-press-topdown-v3)')
+    p.add_argument('--video', default='rollout.gif', help="the visuomotor demo's video")
     p.add_argument('--out', default='data/demo', help='folder for the data-pipeline datasets')
     p.add_argument('--steps', type=int, default=5000)
     p.add_argument('--seed', type=int, default=0)

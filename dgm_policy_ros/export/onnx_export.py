@@ -204,7 +204,8 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, fp16: bool = True,
         files = {name: sha256_file(tmp / name) for name in graphs.values()}
         files.update(copy_trained_model(run_dir, tmp))
         manifest = _manifest(algo, cfg, info, result, names, noise_specs, graphs, files,
-                             errors, control_rate_hz or _control_rate(env_id), run_dir, parent)
+                             errors, control_rate_hz or info.get('control_rate_hz') or
+                             _control_rate(env_id), run_dir, parent)
         manifest['deploy_overrides'] = dict(overrides or {})
         manifest['parity']['fp32_rows_off'] = fp32_rows_off
         if fp16:  # how many checked observations the fp16 graph acts differently on

@@ -76,6 +76,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     views = camera_views(cfg.env, cfg.cameras, cfg.image_size) if cfg.images else None
     probe = make_env(cfg.env)
     low, high = probe.action_space.low, probe.action_space.high
+    control_rate_hz = round(1.0 / float(probe.unwrapped.dt), 6)
     probe.close()
     specs = cfg.agents or [cfg.agent]
     parts = _split_budget(cfg, len(specs))
@@ -102,6 +103,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
         stats['normalized_score_std'] = float(np.std(normalized_score(cfg.env, returns)))
     provenance = {
         'kind': 'rollout', 'env_id': cfg.env, 'behaviour': behaviour,
+        'control_rate_hz': control_rate_hz,
         'noise_sigma': cfg.noise, 'seed': cfg.seed, 'n_envs': cfg.n_envs,
         'generation_seconds': round(elapsed, 2), 'versions': package_versions(
             ('gymnasium', 'mujoco', 'minari', 'stable-baselines3', 'dgm_policy_ros')),

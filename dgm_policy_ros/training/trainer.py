@@ -186,7 +186,8 @@ class Trainer:
                 'algo': cfg.algo, 'family': algo.family, 'chunk_size': algo.chunk_size,
                 'n_action_steps': algo.n_action_steps,
                 'noise_inputs': [n.to_dict() for n in algo.noise_specs()],
-                'algo_config': algo_cfg.to_dict(), 'world_size': self.world_size})
+                'algo_config': algo_cfg.to_dict(), 'world_size': self.world_size,
+                'control_rate_hz': ds.provenance.get('control_rate_hz')})
         logger = RunLogger(self.run_dir, resume_step=start if self.resume else None,
                            tensorboard=cfg.tensorboard) if lead else None
         bar = self._progress(start, lead)

@@ -110,8 +110,12 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
                  plot: str | Path | None = None, timeout_s: float = 600.0,
                  record: str | Path | None = None, record_storage: str = 'mcap',
                  exploration_noise: float = 0.0,
-                 mjcf: MjcfTarget | None = None) -> dict[str, Any]:
+                 mjcf: MjcfTarget | None = None,
+                 video: str | Path | None = None) -> dict[str, Any]:
     """Run the simulator and policy nodes until ``episodes`` episodes end; the summary.
+
+    ``video``: for a bundle that sees images, the frames of its first camera as the policy
+    received them over ROS 2, written there (GIF, or mp4 where imageio has ffmpeg).
 
     ``mjcf``: simulate that MJCF robot instead of a Gymnasium task (``env_id`` then only
     names it in the summary).
@@ -176,6 +180,18 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
                 diagnostics['message'] = status.message
                 diagnosed.set()
 
+    frames: list[np.ndarray] = []
+    if video and loaded.image_inputs:
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+
+        camera = next(iter(loaded.image_inputs)).split('/', 1)[1]
+
+        def on_frame(msg):
+            frames.append(np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, -1))
+
+        node.create_subscription(Image, f'/{SIM_NODE}/image/{camera}', on_frame,
+                                 qos_profile_sensor_data)
     node.create_subscription(String, f'/{SIM_NODE}/episode_end', on_end, reliable)
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
     executor = SingleThreadedExecutor()
@@ -271,6 +287,14 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     }
     if writer is not None:
         result.update(bag=str(writer.path), bag_messages=dict(writer.counts))
+    if all('success' in e for e in ends):
+        result['success_rate'] = float(np.mean([e['success'] for e in ends]))
+    if video and frames:
+        import imageio.v2 as imageio
+
+        rate = loaded.control_rate_hz or 30.0
+        imageio.mimsave(str(video), frames, duration=1.0 / rate)
+        result.update(video=str(video), video_frames=len(frames))
     if has_reference(env_id):
         scores = normalized_score(env_id, returns)
         result.update(score_mean=float(np.mean(scores)), score_std=float(np.std(scores)))
