@@ -598,3 +598,17 @@ def test_camera_topics_convert_into_a_dataset_with_images(tmp_path, minari_root)
         np.testing.assert_allclose(front, 10 * steps, atol=2)  # JPEG in the dataset
         np.testing.assert_allclose(episode.images['wrist'][:-1, 0, 0, 0], 10 * steps, atol=3)
     assert sorted(len(e) for e in loaded.episodes) == [5, 6]  # split at the damaged step
+
+
+@pytest.mark.parametrize('tolerance_s,out_of_sync', [(0.002, False), (1e-5, True)])
+def test_asof_sources_pair_within_their_tolerance_or_drop_the_step(tmp_path, tolerance_s,
+                                                                    out_of_sync):
+    """Joint states at 1 kHz, steps at 100 Hz with jitter: within 2 ms every step pairs; with
+    a 10 us tolerance the latest joint state is too old for almost every step."""
+    spec = RecordingSpec.from_dict({**SPEC.to_dict(), 'observation': [
+        SPEC.to_dict()['observation'][0],
+        {**SPEC.to_dict()['observation'][1], 'align': 'asof', 'tolerance_s': tolerance_s}]})
+    episodes, report = bag_to_episodes([record(tmp_path / 'bag', steps=20)], spec)
+    dropped = report.to_dict()['dropped_steps'].get('observation out of sync', 0)
+    assert (dropped >= 15) if out_of_sync else (dropped == 0 and report.steps == 20), \
+        report.to_dict()

@@ -471,3 +471,23 @@ def test_a_bundle_without_a_training_range_needs_max_obs_sigma_off(ros, tmp_path
     node.set_parameters([Parameter('max_obs_sigma', value=0.0)])
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
 
+
+
+def test_an_asof_source_older_than_its_tolerance_gives_the_fault_action(ros, bundle):  # noqa: F811
+    tag = 'asof'
+    spec = (JointProbe.SPEC % tag).replace('}', ', align: asof, tolerance_s: 0.2}')
+    node = make_policy(ros, bundle, tag, trigger='timer', on_fault='zero',
+                       stale_timeout_s=5.0, observation_spec=spec)
+    node.trigger_configure()
+    node.trigger_activate()
+    probe = JointProbe(ros, tag)
+    obs = np.array([0.3, -0.2, 0.5, 1.0])
+    expected = PolicyRunner(bundle, backend='onnxruntime-cpu').infer(obs)[0, 0]
+    assert wait_for(lambda: probe.commands and np.allclose(probe.commands[-1].data, expected,
+                                                           atol=1e-6),
+                    every=lambda: probe.send_joints(obs))
+    # No newer message: the latest grows older than the tolerance while still within the
+    # stale timeout (5 s): out of sync, the fault action.
+    assert wait_for(lambda: probe.diag_with('out of sync') and
+                    np.allclose(probe.commands[-1].data, 0.0), timeout=4.0)
+    assert node.counters['out of sync'] > 0

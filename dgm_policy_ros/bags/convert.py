@@ -244,6 +244,8 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                 i = int(np.searchsorted(times, t, side='right')) - 1
                 if i < 0:
                     raise LookupError(f'no {source.topic} yet')
+                if source.align == 'asof' and t - times[i] > source.tolerance_s * 1e9:
+                    raise _OutOfSync(source.topic)
                 if msgs[i].msg is None:
                     raise ValueError(f'{source.topic}: undecodable')
                 if source.is_camera:
@@ -253,6 +255,9 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                                                               shapes[source.camera])
                 else:
                     parts.append(source.extract(msgs[i].msg))
+        except _OutOfSync:
+            drop_step('observation out of sync')
+            continue
         except LookupError:
             drop_step('observation source not heard from yet')
             continue
@@ -331,6 +336,10 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
     if current:
         close(terminated=False)
     return episodes
+
+
+class _OutOfSync(Exception):
+    """An ``asof`` source's latest message is older than its tolerance at the step."""
 
 
 def _is_lockstep(pacing: list[Stamped], commands: list[Stamped]) -> bool:

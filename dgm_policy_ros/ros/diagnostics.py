@@ -19,7 +19,8 @@ ALWAYS_REPORTED = ('missed_deadlines', 'wrong size', 'non-finite', 'stale', 'wai
                    'out_of_order', 'future stamp', 'unstamped', 'clock jump',
                    'out of training range', 'out of distribution', 'anomaly',
                    'non-finite action', 'unsafe action replaced', 'internal error',
-                   'callback_errors', 'wrong encoding', 'truncated', 'undecodable')
+                   'callback_errors', 'wrong encoding', 'truncated', 'undecodable',
+                   'out of sync')
 
 
 class DiagnosticsReporter:

@@ -518,6 +518,10 @@ class PolicyNode(LifecycleNode):
                                        f'{stamp - now:.3f} s after the node clock')
             if now - stamp > live.stale_timeout_s:
                 raise ObservationError('stale', f'{source.topic} is {now - stamp:.3f} s old')
+            if source.align == 'asof' and now - stamp > source.tolerance_s:
+                raise ObservationError('out of sync', f'{source.topic} is {now - stamp:.3f} s '
+                                       f'older than the step (tolerance_s '
+                                       f'{source.tolerance_s})')
             if source.align == 'drop' and source.topic not in self._fresh:
                 raise ObservationError('stale', f'{source.topic}: no message since the last '
                                        'control step (align: drop)')

@@ -21,11 +21,14 @@ message, so this module needs no rclpy; the same spec is used by the policy node
 rosbag converter.
 
 Alignment, per source (``align``), as the ROS 2 <-> LeRobot bridges define it: ``hold`` uses the
-latest message (within the node's stale timeout); ``drop`` uses a message only if it arrived
-since the previous control step: with ``trigger: observation`` the step waits for it (so a
-simulator in lockstep pairs each frame with its own step, whichever topic arrives first), with
-the timer a step without one faults ``stale``. The first source of the spec triggers a step in
-observation mode.
+latest message (within the node's stale timeout); ``asof`` uses the latest message only if it
+is at most ``tolerance_s`` older than the step (else the fault ``out of sync``); ``drop`` uses
+a message only if it arrived since the previous control step: with ``trigger: observation`` the
+step waits for it (so a simulator in lockstep pairs each frame with its own step, whichever
+topic arrives first), with the timer a step without one faults ``stale``. A step's time is
+the node's clock when it runs (the receive time of a trigger without a header); in
+``bag2minari`` the pacing message's time. ``bag2minari`` applies ``hold`` and ``asof`` alike,
+and ``drop`` as ``hold``.
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ MESSAGE_TYPES = {
     'sensor_msgs/CompressedImage': ('sensor_msgs.msg', 'CompressedImage'),
 }
 CAMERA_TYPES = ('sensor_msgs/Image', 'sensor_msgs/CompressedImage')
-ALIGNMENTS = ('hold', 'drop')
+ALIGNMENTS = ('hold', 'asof', 'drop')
 JOINT_FIELDS = ('position', 'velocity', 'effort')
 VECTOR3 = ('x', 'y', 'z')
 QUATERNION = ('x', 'y', 'z', 'w')
@@ -63,7 +66,8 @@ class ObservationSource(Config):
     use_header_stamp: bool = True  # staleness from header.stamp (else receive time)
     camera: Optional[str] = None  # Image, CompressedImage: the bundle input images/<camera>
     indices: Optional[list[int]] = None  # Float64MultiArray: the elements taken, in order
-    align: str = 'hold'  # hold: the latest message; drop: only one new since the last step
+    align: str = 'hold'  # hold: the latest; asof: within tolerance_s; drop: a new one only
+    tolerance_s: float = 0.05  # asof: how much older than the step its message may be
     # Image, CompressedImage in a dataset converted from a bag: frames of this size, and mono
     # (1 channel) or color (3); unset: the first frame's own size, mono only for mono8.
     frame_size: Optional[list[int]] = None  # [height, width]
@@ -76,6 +80,8 @@ class ObservationSource(Config):
         if self.align not in ALIGNMENTS:
             raise ConfigError(f'observation source {self.topic}: align must be one of '
                               f'{ALIGNMENTS}, got {self.align!r}')
+        if not self.tolerance_s >= 0:
+            raise ConfigError(f'observation source {self.topic}: tolerance_s must be >= 0')
         if self.indices is not None and (self.type != 'std_msgs/Float64MultiArray' or
                                          not self.indices or self.size is None or
                                          not all(0 <= i < self.size for i in self.indices)):
