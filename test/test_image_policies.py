@@ -80,6 +80,12 @@ def test_an_image_policy_trains_exports_and_runs_through_the_runner(name, image_
     assert manifest['observation']['state_indices'] == [0, 2]
     assert manifest['parity']['onnxruntime_vs_torch_max_abs_error']['fp16'] < 0.05
 
+    from dgm_policy_ros.export.tensorrt_ops import non_batch_dynamic_dims, unsupported_ops
+
+    for graph in ('policy.onnx', 'policy_fp16.onnx'):  # what TensorRT's parser must take
+        assert not unsupported_ops(bundle / graph), (name, graph)
+        assert not non_batch_dynamic_dims(bundle / graph), (name, graph)
+
     runner = PolicyRunner(bundle, backend='onnxruntime-cpu')
     frames = np.zeros((3, SIZE, SIZE, 3), np.uint8)
     out = runner.infer({'obs': np.zeros((3, 2), np.float32), 'images/front': frames})
@@ -158,3 +164,16 @@ def test_a_metaworld_image_policy_is_scored_from_rendered_frames(minari_root, tm
     result = evaluate_runner(runner, episodes=2, seed=0)
     assert result.successes is not None and result.lengths.max() <= 500
     assert runner.latencies_ms  # every step went through the runner
+
+
+def test_the_resnet18_encoder_exports_within_the_parity_gate(image_dataset, tmp_path):
+    """ResNet-18 with GroupNorm and spatial softmax (Diffusion Policy's encoder) through the
+    same export: parity with torch, static shapes, every op in TensorRT's parser."""
+    from dgm_policy_ros.export.tensorrt_ops import non_batch_dynamic_dims, unsupported_ops
+
+    _train('bc', image_dataset, tmp_path / 'run', 1, image_encoder='resnet18')
+    bundle = export_bundle(tmp_path / 'run', tmp_path / 'bundle')
+    assert not unsupported_ops(bundle / 'policy.onnx')
+    assert not non_batch_dynamic_dims(bundle / 'policy.onnx')
+    params = sum(p.numel() for p in load_run(tmp_path / 'run')[0].vision.parameters())
+    assert 11e6 < params < 12e6  # ResNet-18's 11.2 M, less its classifier, plus the head
