@@ -42,7 +42,8 @@ TOPICS = {
     'mujoco_sim_node': """\
 - publishes: `/joint_states`, `~/observation` (`layout.data_offset`: step index,
   `layout.dim[0].label`: episode), `/clock`, `~/reward`, `~/episode_end` (JSON, transient
-  local)
+  local); with `cameras`, `~/image/<camera>` (`sensor_msgs/Image`, rgb8, sensor-data QoS)
+  before each step's observation
 - subscribes: `command_topic`
 - services: `~/reset_world`, `~/set_pause`, `~/step_simulation`
 """,

@@ -5,7 +5,8 @@ Publishes ``/joint_states`` (every 1-DoF joint), ``~/observation`` (the task's o
 vector, ``layout.data_offset`` = global step index, ``layout.dim[0].label`` = 'episode N'),
 ``/clock`` (simulation time), ``~/reward`` (std_msgs/Float64) and ``~/episode_end``
 (std_msgs/String, JSON: episode, return, length, terminated, seed, and success for tasks that
-report it; transient local);
+report it; transient local); with ``cameras``, each camera's frame as ``~/image/<camera>``
+(sensor_msgs/Image, rgb8), published before the step's observation;
 subscribes to the command topic (std_msgs/Float64MultiArray, a forward command controller's).
 Services in mujoco_ros2_control's style: ``~/reset_world``
 (std_srvs/Trigger), ``~/set_pause`` (std_srvs/SetBool), ``~/step_simulation``
