@@ -19,12 +19,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 import numpy as np
 
-from bench.common import Table, write_result
+from bench.common import Table, runner_latency, write_result
+from bench.step_driver import StepDriver
 
 HERE = Path(__file__).resolve().parent
 STATE, CMD = '/cam_bench/state', '/cam_bench/commands'
@@ -51,20 +50,6 @@ def two_camera_bundle(work: Path) -> Path:
     return bundle
 
 
-def runner_latency(bundle: Path, calls: int) -> tuple[float, float]:
-    from dgm_policy_ros.runtime import PolicyRunner
-
-    runner = PolicyRunner(bundle, backend='onnxruntime-cpu', threads=1)
-    inputs = runner.zero_inputs(1)
-    for _ in range(20):
-        runner.infer(inputs)
-    runner.latencies_ms.clear()
-    for _ in range(calls):
-        runner.infer(inputs)
-    lat = runner.latency_percentiles()
-    return lat['p50_ms'], lat['p99_ms']
-
-
 def frames_for(bundle: Path, steps: int) -> dict[str, np.ndarray]:
     from dgm_policy_ros.runtime.bundle import load_bundle
 
@@ -76,9 +61,7 @@ def frames_for(bundle: Path, steps: int) -> dict[str, np.ndarray]:
 
 def drive(bundle: Path, encoding: str, rate: float, steps: int) -> dict:
     """Start the policy node, drive ``steps`` steps at ``rate``, return latency statistics."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CompressedImage, Image
     from std_msgs.msg import Float64MultiArray
     import yaml
@@ -100,65 +83,27 @@ def drive(bundle: Path, encoding: str, rate: float, steps: int) -> dict:
          '-p', 'backend:=onnxruntime-cpu', '-p', 'autostart:=true',
          '-p', 'stale_timeout_s:=10.0', '-p', 'max_obs_sigma:=0.0'],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sys.setswitchinterval(1e-4)
-    rclpy.init()
-    node = rclpy.create_node('camera_bench_driver')
-    pub_state = node.create_publisher(Float64MultiArray, STATE, qos_profile_sensor_data)
-    pubs = {c: node.create_publisher(Image if encoding == 'raw' else CompressedImage,
-                                     f'/cam_bench/{c}', qos_profile_sensor_data)
+    driver = StepDriver('camera_bench_driver', CMD, steps)
+    pub_state = driver.node.create_publisher(Float64MultiArray, STATE, qos_profile_sensor_data)
+    pubs = {c: driver.node.create_publisher(Image if encoding == 'raw' else CompressedImage,
+                                            f'/cam_bench/{c}', qos_profile_sensor_data)
             for c in frames}
     messages = {c: [_message(f, encoding) for f in frames[c]] for c in frames}
-    sent = np.full(steps + 1, np.nan)
-    received = np.full(steps + 1, np.nan)
-    ready = threading.Event()
-
-    def on_cmd(msg):
-        k = int(msg.layout.data_offset)
-        if k == 0:
-            ready.set()
-        elif k <= steps and np.isnan(received[k]):
-            received[k] = time.perf_counter()
-
-    node.create_subscription(Float64MultiArray, CMD, on_cmd,
-                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
     state = Float64MultiArray(data=[0.0] * loaded.obs_size)
 
-    def publish(k):
-        sent[k] = time.perf_counter()
+    def publish(k):  # the frames first: the state vector triggers the step
         for c, pub in pubs.items():
             pub.publish(messages[c][k % len(messages[c])])
         state.layout.data_offset = k
         pub_state.publish(state)
 
     try:
-        deadline = time.monotonic() + 90
-        while not ready.is_set() and time.monotonic() < deadline:
-            publish(0)
-            ready.wait(0.2)
-        if not ready.is_set():
-            raise RuntimeError('the policy node never answered')
-        period = 1.0 / rate
-        start = time.perf_counter()
-        for k in range(1, steps + 1):
-            delay = start + k * period - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            publish(k)
-        time.sleep(0.5)
+        driver.run(publish, rate, warmup_s=90.0)
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        driver.close()
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
-    latency = (received[1:] - sent[1:]) * 1e3
-    ok = latency[np.isfinite(latency)]
-    return {'p50': float(np.percentile(ok, 50)), 'p99': float(np.percentile(ok, 99)),
-            'lost': int(np.sum(~np.isfinite(latency))),
-            'missed': int(np.sum(~np.isfinite(latency) | (latency > period * 1e3)))}
+    return driver.stats(rate)
 
 
 def _message(frame: np.ndarray, encoding: str):

@@ -87,6 +87,21 @@ def mean_std(values, digits: int = 1) -> str:
     return f'{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}'
 
 
+def runner_latency(bundle: Path, calls: int = 200, warmup: int = 20) -> tuple[float, float]:
+    """(p50, p99) ms of one inference at batch 1 on one CPU thread through ``PolicyRunner``."""
+    from dgm_policy_ros.runtime import PolicyRunner
+
+    runner = PolicyRunner(bundle, backend='onnxruntime-cpu', threads=1)
+    inputs = runner.zero_inputs(1)
+    for _ in range(warmup):
+        runner.infer(inputs)
+    runner.latencies_ms.clear()
+    for _ in range(calls):
+        runner.infer(inputs)
+    lat = runner.latency_percentiles()
+    return lat['p50_ms'], lat['p99_ms']
+
+
 def write_result(name: str, title: str, body: str) -> Path:
     """Write bench/results/<name>.md with a header naming the machine and the command.
 

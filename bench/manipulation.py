@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-from bench.common import RESULTS, Table, write_result
+from bench.common import RESULTS, Table, runner_latency, write_result
 
 HERE = Path(__file__).resolve().parent
 CACHE = RESULTS / 'manipulation_runs'
@@ -99,19 +99,10 @@ def latency(run: Path, calls: int = 200) -> dict:
     import tempfile
 
     from dgm_policy_ros.export.onnx_export import export_bundle
-    from dgm_policy_ros.runtime import PolicyRunner
 
     with tempfile.TemporaryDirectory() as tmp:
-        runner = PolicyRunner(export_bundle(run, Path(tmp) / 'bundle', fp16=False),
-                              backend='onnxruntime-cpu', threads=1)
-        inputs = runner.zero_inputs(1)
-        for _ in range(10):
-            runner.infer(inputs)
-        runner.latencies_ms.clear()
-        for _ in range(calls):
-            runner.infer(inputs)
-        lat = runner.latency_percentiles()
-    return {'p50_ms': lat['p50_ms'], 'p99_ms': lat['p99_ms']}
+        p50, p99 = runner_latency(export_bundle(run, Path(tmp) / 'bundle', fp16=False), calls)
+    return {'p50_ms': p50, 'p99_ms': p99}
 
 
 def cache_path(task: str, arm: str, seed: int, steps: int, args) -> Path:

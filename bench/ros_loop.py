@@ -16,12 +16,12 @@ from pathlib import Path
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 
 from bench.common import Table, write_result
+from bench.step_driver import StepDriver
 
 OBS, CMD = '/bench/observation', '/bench/commands'
 
@@ -34,32 +34,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def drive(rate: float, steps: int, obs_size: int, proc) -> dict:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.qos import qos_profile_sensor_data
     from std_msgs.msg import Float64MultiArray
 
-    sys.setswitchinterval(1e-4)  # hand the GIL to the receive thread promptly
-    rclpy.init()
-    node = rclpy.create_node('bench_driver')
-    pub = node.create_publisher(Float64MultiArray, OBS, qos_profile_sensor_data)
-    sent = np.full(steps + 1, np.nan)
-    received = np.full(steps + 1, np.nan)
-    ready = threading.Event()
-
-    def on_cmd(msg):
-        k = int(msg.layout.data_offset)
-        if k == 0:
-            ready.set()
-        elif k <= steps and np.isnan(received[k]):
-            received[k] = time.perf_counter()
-
-    node.create_subscription(Float64MultiArray, CMD, on_cmd,
-                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    driver = StepDriver('bench_driver', CMD, steps)
+    pub = driver.node.create_publisher(Float64MultiArray, OBS, qos_profile_sensor_data)
     rng = np.random.default_rng(0)
     observations = rng.standard_normal((steps + 1, obs_size)) * 0.1
     observations[:, 0] += 1.25  # a plausible Hopper height
@@ -67,34 +46,21 @@ def drive(rate: float, steps: int, obs_size: int, proc) -> dict:
     def publish(k):
         msg = Float64MultiArray(data=observations[k].tolist())
         msg.layout.data_offset = k
-        sent[k] = time.perf_counter()
         pub.publish(msg)
 
-    deadline = time.monotonic() + 60
-    while not ready.is_set() and time.monotonic() < deadline:  # discovery and warm-up
-        publish(0)
-        ready.wait(0.1)
-    cpu0, wall0 = cpu_seconds(proc.pid), time.perf_counter()
-    period = 1.0 / rate
-    start = time.perf_counter()
-    for k in range(1, steps + 1):
-        # Sleep, never spin: a spinning loop holds the GIL and delays this process's own
-        # receive callbacks, which would be measured as the node's latency.
-        delay = start + k * period - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        publish(k)
-    time.sleep(0.5)
-    cpu = (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - wall0)
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown()
-    latency = (received[1:] - sent[1:]) * 1e3
-    ok = latency[np.isfinite(latency)]
-    return {'p50': float(np.percentile(ok, 50)), 'p99': float(np.percentile(ok, 99)),
-            'max': float(ok.max()), 'lost': int(np.sum(~np.isfinite(latency))),
-            'missed': int(np.sum(~np.isfinite(latency) | (latency > period * 1e3))),
-            'cpu': 100 * cpu, 'steps': steps}
+    cpu0, wall0 = cpu_seconds(proc.pid), None
+    try:
+        def timed(k):  # CPU load counts from the first measured step
+            nonlocal cpu0, wall0
+            if k == 1 and wall0 is None:
+                cpu0, wall0 = cpu_seconds(proc.pid), time.perf_counter()
+            publish(k)
+
+        driver.run(timed, rate)
+        cpu = (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - wall0)
+    finally:
+        driver.close()
+    return {**driver.stats(rate), 'cpu': 100 * cpu}
 
 
 def start(kind: str, bundle: Path, spec: Path, act_size: int) -> subprocess.Popen:

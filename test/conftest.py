@@ -57,3 +57,18 @@ def make_episode(episode_id=0, steps=5, obs_dim=3, act_dim=2, terminal=False, se
 def episodes():
     return [make_episode(0, steps=5, terminal=True), make_episode(1, steps=3, terminal=False),
             make_episode(2, steps=7, terminal=False, seed=2)]
+
+
+def collect_or_skip(**config):
+    """``dgm collect`` in process (a CollectConfig's fields); the test skips, with the reason,
+    where MetaWorld is not installed or no GL context can be made to render."""
+    pytest.importorskip('metaworld', reason='metaworld not installed (make venv installs it)')
+    from dgm_policy_ros.config import ConfigError
+    from dgm_policy_ros.sim.collect import CollectConfig, collect
+
+    try:
+        return collect(CollectConfig(**config), progress=False)
+    except ConfigError as exc:
+        if 'cannot render headless' in str(exc):
+            pytest.skip(str(exc))
+        raise

@@ -153,23 +153,16 @@ def test_a_lockstep_image_sim_loop_equals_in_process_evaluation(minari_root, tmp
     """The simulator node renders the bundle's camera and publishes it beside the state; the
     policy node pairs each frame with its own step ('drop'); per-episode results equal the
     in-process evaluation of the same bundle and seeds, bit for bit."""
-    pytest.importorskip('metaworld', reason='metaworld not installed (make venv installs it)')
+    from conftest import collect_or_skip
     from test_image_policies import _train
 
     from dgm_policy_ros.export.onnx_export import export_bundle
     from dgm_policy_ros.runtime import PolicyRunner
-    from dgm_policy_ros.sim.collect import CollectConfig, collect
     from dgm_policy_ros.sim.evaluate import evaluate_runner
     from dgm_policy_ros.workflows.sim_loop import run_sim_loop
 
-    try:
-        collect(CollectConfig(env='metaworld/reach-v3', agent='expert', episodes=2, n_envs=2,
-                              images=True, image_size=48, out='test/reach-loop-v0'),
-                progress=False)
-    except ConfigError as exc:
-        if 'cannot render headless' in str(exc):
-            pytest.skip(str(exc))
-        raise
+    collect_or_skip(env='metaworld/reach-v3', agent='expert', episodes=2, n_envs=2,
+                    images=True, image_size=48, out='test/reach-loop-v0')
     _train('diffusion_bc', 'test/reach-loop-v0', tmp_path / 'run', 4)
     bundle = export_bundle(tmp_path / 'run', tmp_path / 'bundle', fp16=False)
     result = run_sim_loop(bundle, 'metaworld/reach-v3', episodes=2, lockstep=True, seed=7,

@@ -94,17 +94,12 @@ def test_samplers_gather_each_steps_frames_and_frame_history():
 
 
 def test_collect_writes_camera_frames_and_the_proprio_choice(minari_root):
-    pytest.importorskip('metaworld', reason='metaworld not installed (make venv installs it)')
-    from dgm_policy_ros.sim.collect import CollectConfig, collect
+    from conftest import collect_or_skip
 
-    try:
-        prov = collect(CollectConfig(env='metaworld/reach-v3', agent='expert', episodes=2,
-                                     n_envs=2, images=True, image_size=48,
-                                     out='test/metaworld/reach-images-v0'), progress=False)
-    except ConfigError as exc:
-        if 'cannot render headless' in str(exc):
-            pytest.skip(str(exc))
-        raise
+    from dgm_policy_ros.sim.collect import CollectConfig
+
+    prov = collect_or_skip(env='metaworld/reach-v3', agent='expert', episodes=2, n_envs=2,
+                           images=True, image_size=48, out='test/metaworld/reach-images-v0')
     assert prov['proprio_indices'] == [0, 1, 2, 3]
     assert prov['cameras'][0]['camera'] == 'corner2' and prov['cameras'][0]['width'] == 48
     loaded = load_dataset('test/metaworld/reach-images-v0')

@@ -144,18 +144,12 @@ def test_state_policies_train_on_an_image_dataset_without_its_cameras(image_data
 
 
 def test_a_metaworld_image_policy_is_scored_from_rendered_frames(minari_root, tmp_path):
-    pytest.importorskip('metaworld', reason='metaworld not installed (make venv installs it)')
-    from dgm_policy_ros.sim.collect import CollectConfig, collect
+    from conftest import collect_or_skip
+
     from dgm_policy_ros.sim.evaluate import evaluate_runner
 
-    try:
-        collect(CollectConfig(env='metaworld/reach-v3', agent='expert', episodes=2, n_envs=2,
-                              images=True, image_size=48, out='test/reach-frames-v0'),
-                progress=False)
-    except ConfigError as exc:
-        if 'cannot render headless' in str(exc):
-            pytest.skip(str(exc))
-        raise
+    collect_or_skip(env='metaworld/reach-v3', agent='expert', episodes=2, n_envs=2,
+                    images=True, image_size=48, out='test/reach-frames-v0')
     _train('bc', 'test/reach-frames-v0', tmp_path / 'run', 4)
     bundle = export_bundle(tmp_path / 'run', tmp_path / 'bundle')
     runner = PolicyRunner(bundle, backend='onnxruntime-cpu')

@@ -335,40 +335,31 @@ def test_sim_loop_records_sqlite3_bags_with_the_offered_qos(tmp_path):
         result['lengths'][0]
 
 
-def test_joint_trajectory_commands(ros, bundle):
-    from trajectory_msgs.msg import JointTrajectory
+@pytest.mark.parametrize('action_type', ['trajectory_msgs/JointTrajectory',
+                                         'sensor_msgs/JointState'])
+def test_commands_by_joint_name(ros, bundle, action_type):
+    import importlib
 
-    node = make_policy(ros, bundle, 't7', action_type='trajectory_msgs/JointTrajectory',
-                       joint_names=['hip', 'knee'])
+    package, _, name = action_type.partition('/')
+    kind = getattr(importlib.import_module(f'{package}.msg'), name)
+    tag = 't7' if name == 'JointTrajectory' else 't8'
+    node = make_policy(ros, bundle, tag, action_type=action_type, joint_names=['hip', 'knee'])
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     node.trigger_activate()
-    probe = Probe(ros, '/t7/obs', '/t7/unused')
+    probe = Probe(ros, f'/{tag}/obs', f'/{tag}/unused')
     got = []
-    probe.node.create_subscription(JointTrajectory, '/t7/cmd', got.append, RELIABLE)
-    obs = [0.1, 0.2, 0.3, 0.4]
-    assert wait_for(lambda: got, every=lambda: probe.send(obs, step=1))
-    traj = got[0]
-    assert traj.joint_names == ['hip', 'knee'] and len(traj.points) == 1
-    expected = PolicyRunner(bundle, backend='onnxruntime-cpu').infer(obs)[0, 0]
-    np.testing.assert_allclose(traj.points[0].positions, expected, atol=1e-6)
-    assert traj.points[0].time_from_start.nanosec == 20_000_000  # one period at 50 Hz
-
-
-def test_joint_state_commands_by_joint_name(ros, bundle):
-    from sensor_msgs.msg import JointState
-
-    node = make_policy(ros, bundle, 't8', action_type='sensor_msgs/JointState',
-                       joint_names=['hip', 'knee'])
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    node.trigger_activate()
-    probe = Probe(ros, '/t8/obs', '/t8/unused')
-    got = []
-    probe.node.create_subscription(JointState, '/t8/cmd', got.append, RELIABLE)
+    probe.node.create_subscription(kind, f'/{tag}/cmd', got.append, RELIABLE)
     obs = [0.1, 0.2, 0.3, 0.4]
     assert wait_for(lambda: got, every=lambda: probe.send(obs, step=1))
     expected = PolicyRunner(bundle, backend='onnxruntime-cpu').infer(obs)[0, 0]
-    assert list(got[0].name) == ['hip', 'knee'] and got[0].header.stamp.sec > 0
-    np.testing.assert_allclose(got[0].position, expected, atol=1e-6)
+    if name == 'JointTrajectory':
+        traj = got[0]
+        assert traj.joint_names == ['hip', 'knee'] and len(traj.points) == 1
+        np.testing.assert_allclose(traj.points[0].positions, expected, atol=1e-6)
+        assert traj.points[0].time_from_start.nanosec == 20_000_000  # one period at 50 Hz
+    else:
+        assert list(got[0].name) == ['hip', 'knee'] and got[0].header.stamp.sec > 0
+        np.testing.assert_allclose(got[0].position, expected, atol=1e-6)
 
 
 def test_simulator_runs_a_bare_mjcf_file(ros, tmp_path):
