@@ -120,7 +120,8 @@ def table(args) -> str:
             runs = [json.loads(p.read_text()) for seed in args.seeds
                     if (p := cache_path(task, arm, seed, args.steps, args)).is_file()]
             rates = [100 * r['success_rate'] for r in runs]
-            cells.append(f'{np.mean(rates):.0f} ± {np.std(rates):.0f}' if rates else '–')
+            cells.append('–' if not rates else f'{rates[0]:.0f}' if len(rates) == 1 else
+                         f'{np.mean(rates):.0f} ± {np.std(rates):.0f}')
             if rates:
                 groups.setdefault(TASKS[task], []).append(np.mean(rates))
             speeds += [r['steps_per_s'] for r in runs]
@@ -134,7 +135,8 @@ def table(args) -> str:
                     f'{np.median([x[1] for x in lat]):.2f}') if lat else '–',
                    '/'.join(map(str, sorted(seeds))))
     return '\n'.join([
-        f'Success rate in % (mean ± std over seeds; each seed over {args.episodes} evaluation '
+        f'Success rate in % (mean ± std over seeds where several; each over {args.episodes} '
+        f'evaluation '
         f'episodes, env seeds from 10000 + seed, through the deployment runner), after '
         f'{args.steps} gradient steps on {args.demos} scripted-expert demonstrations per task '
         f"({args.size} px frames of LeRobot's MetaWorld view, JPEG in the dataset). image: "
