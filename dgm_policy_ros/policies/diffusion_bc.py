@@ -131,7 +131,7 @@ class DiffusionBC(DenoiserEMA, ChunkedAlgorithm):
         return self.act_scale.from_unit(chunk)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        _, chunk, mask = self.chunk_targets(batch)
+        _, chunk, mask = self.chunk_targets(batch, observe=False)
         window = self.cfg.n_obs_steps > 1
         obs_n = self.condition(batch['observations'] if window else batch['observations'][:, -1],
                                self.batch_images(batch, last=not window))

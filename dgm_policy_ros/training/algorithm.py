@@ -348,10 +348,13 @@ class ChunkedAlgorithm(Algorithm):
     def n_action_steps(self) -> int:
         return self.cfg.n_action_steps
 
-    def chunk_targets(self, batch: dict[str, torch.Tensor]
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(observed current observation, flat unit chunk (B, H*A), its padding mask)."""
-        obs = self.observe(batch['observations'][:, -1], self.batch_images(batch, last=True))
+    def chunk_targets(self, batch: dict[str, torch.Tensor], observe: bool = True
+                      ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """(observed current observation, flat unit chunk (B, H*A), its padding mask);
+        ``observe=False`` leaves the observation out (None), for a policy that conditions on
+        it otherwise: with cameras, encoding it would cost a pass of the image encoder."""
+        obs = self.observe(batch['observations'][:, -1], self.batch_images(batch, last=True)) \
+            if observe else None
         chunk = self.unit_actions(batch['actions'])  # (B, H, A)
         b, h, a = chunk.shape
         mask = batch['action_mask'].unsqueeze(-1).expand(b, h, a).reshape(b, h * a)
