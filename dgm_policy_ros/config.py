@@ -161,7 +161,10 @@ class Config:
 
 
 def _own_field_comments(cls: type) -> dict[str, str]:
-    source = textwrap.dedent(inspect.getsource(cls))
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # installed without sources: options keep their names only
+        return {}
     lines = source.splitlines()
     comments: dict[str, str] = {}
     for node in ast.parse(source).body[0].body:
