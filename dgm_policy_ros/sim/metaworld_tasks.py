@@ -83,17 +83,16 @@ def make_task(task: str, render_mode: str | None = None, **kwargs: Any):
     _ensure_weld_fix()  # also when Gymnasium or Minari make the task from its spec
     env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f'{task}-goal-observable'](
         render_mode=render_mode, **kwargs)
+    # MetaWorld's goal-observable tasks freeze the placement drawn (from numpy's global
+    # generator) when they were made; here every reset draws it from the task's own generator,
+    # which a reset's seed seeds.
+    env.unwrapped._freeze_rand_vec = False
+    env.unwrapped.seeded_rand_vec = True
 
     class SeededTask(gym.Wrapper):
         def reset(self, *, seed: int | None = None, options=None):
-            task = self.env.unwrapped
             if seed is not None:
-                # MetaWorld's goal-observable tasks freeze the placement drawn (from numpy's
-                # global generator) when they were made; here every reset draws it from the
-                # task's own generator instead, seeded by this seed.
-                task._freeze_rand_vec = False
-                task.seeded_rand_vec = True
-                task.seed(seed)
+                self.env.unwrapped.seed(seed)
             return self.env.reset(options=options)
 
         def step(self, action):
