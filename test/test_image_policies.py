@@ -141,6 +141,20 @@ def test_state_policies_train_on_an_image_dataset_without_its_cameras(image_data
         get_algorithm('bc').config_class.from_dict({'image_encoder': 'vgg'})
     with pytest.raises(ConfigError, match='not supported yet'):
         _train('diffusion_bc', image_dataset, tmp_path / 'window', 1, n_obs_steps=2)
+    from dgm_policy_ros.data.transitions_file import save_transitions
+
+    extra = tmp_path / 'extra.safetensors'
+    n = 4
+    save_transitions(extra, {'observations': np.zeros((n, 2), np.float32),
+                             'actions': np.zeros((n, 2), np.float32),
+                             'rewards': np.zeros(n, np.float32),
+                             'next_observations': np.zeros((n, 2), np.float32),
+                             'terminals': np.zeros(n, np.float32)}, {})
+    cfg = TrainConfig(algo='bc', dataset=str(image_dataset), out=str(tmp_path / 'mixed'),
+                      steps=1, eval_every=-1, tensorboard=False, progress=False,
+                      extra_transitions=str(extra), algo_config=SMALL)
+    with pytest.raises(ConfigError, match='extra transitions hold no camera frames'):
+        Trainer(cfg).run()
 
 
 def test_a_metaworld_image_policy_is_scored_from_rendered_frames(minari_root, tmp_path):

@@ -269,6 +269,10 @@ class Trainer:
         if algo.sampler_kind != 'transitions':
             raise ConfigError(f'{cfg.algo} learns from sequences or chunks; extra transitions '
                               'only mix into transition-sampling algorithms')
+        if algo.vision is not None:
+            raise ConfigError('extra transitions hold no camera frames: a policy that sees '
+                              'images cannot mix them in (use_images: false trains on the '
+                              'state)')
         arrays, _ = load_transitions(cfg.extra_transitions)
         extra = transitions_from_arrays(arrays)
         if extra.observations.shape[1:] != (algo.spec.obs_dim,) or \
