@@ -50,7 +50,7 @@ def two_camera_bundle(work: Path) -> Path:
     return bundle
 
 
-def frames_for(bundle: Path, steps: int) -> dict[str, np.ndarray]:
+def frames_for(bundle: Path) -> dict[str, np.ndarray]:
     from dgm_policy_ros.runtime.bundle import load_bundle
 
     rng = np.random.default_rng(0)
@@ -69,7 +69,7 @@ def drive(bundle: Path, encoding: str, rate: float, steps: int) -> dict:
     from dgm_policy_ros.runtime.bundle import load_bundle
 
     loaded = load_bundle(bundle)
-    frames = frames_for(bundle, steps)
+    frames = frames_for(bundle)
     kind = 'sensor_msgs/Image' if encoding == 'raw' else 'sensor_msgs/CompressedImage'
     spec = [{'topic': STATE, 'type': 'std_msgs/Float64MultiArray', 'size': loaded.obs_size},
             *({'topic': f'/cam_bench/{c}', 'type': kind, 'camera': c, 'align': 'drop',

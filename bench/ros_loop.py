@@ -48,16 +48,11 @@ def drive(rate: float, steps: int, obs_size: int, proc) -> dict:
         msg.layout.data_offset = k
         pub.publish(msg)
 
-    cpu0, wall0 = cpu_seconds(proc.pid), None
+    marks = {}  # CPU load counts from the first measured step
     try:
-        def timed(k):  # CPU load counts from the first measured step
-            nonlocal cpu0, wall0
-            if k == 1 and wall0 is None:
-                cpu0, wall0 = cpu_seconds(proc.pid), time.perf_counter()
-            publish(k)
-
-        driver.run(timed, rate)
-        cpu = (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - wall0)
+        driver.run(publish, rate, on_start=lambda: marks.update(
+            cpu=cpu_seconds(proc.pid), wall=time.perf_counter()))
+        cpu = (cpu_seconds(proc.pid) - marks['cpu']) / (time.perf_counter() - marks['wall'])
     finally:
         driver.close()
     return {**driver.stats(rate), 'cpu': 100 * cpu}

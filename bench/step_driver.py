@@ -43,13 +43,17 @@ class StepDriver:
         elif k <= self.steps and np.isnan(self.received[k]):
             self.received[k] = time.perf_counter()
 
-    def run(self, publish: Callable[[int], None], rate: float, warmup_s: float = 60.0) -> None:
+    def run(self, publish: Callable[[int], None], rate: float, warmup_s: float = 60.0,
+            on_start: Callable[[], None] | None = None) -> None:
+        """``on_start``: called once warmed up, just before the first measured step."""
         deadline = time.monotonic() + warmup_s
         while not self.ready.is_set() and time.monotonic() < deadline:  # discovery, warm-up
             publish(0)
             self.ready.wait(0.1)
         if not self.ready.is_set():
             raise RuntimeError('the node under test never answered')
+        if on_start is not None:
+            on_start()
         period = 1.0 / rate
         start = time.perf_counter()
         for k in range(1, self.steps + 1):
