@@ -60,9 +60,29 @@ def dataset_for(task: str, demos: int, size: int, seed: int = 0) -> str:
     return dataset
 
 
-def arm_config(arm: str, encoder: str, batch: int | None) -> tuple[str, dict]:
+def parse_settings(pairs: list[str]) -> dict:
+    """``--set key=value`` pairs (values read as YAML) for the arms whose algorithm has the key."""
+    import yaml
+
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition('=')
+        if not sep or not key:
+            raise SystemExit(f'--set takes key=value, got {pair!r}')
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
+def arm_config(arm: str, encoder: str, batch: int | None, extra: dict | None = None
+               ) -> tuple[str, dict]:
+    import dataclasses
+
+    from dgm_policy_ros.training.registry import get_algorithm
+
     observation, algo = arm.split(':', 1)
     config = {**SETTINGS, **PER_ALGO.get(algo, {})}
+    fields = {f.name for f in dataclasses.fields(get_algorithm(algo).config_class)}
+    config.update({k: v for k, v in (extra or {}).items() if k in fields})
     if batch:
         config['batch_size'] = batch
     if observation == 'image':
@@ -78,7 +98,7 @@ def train(arm: str, dataset: str, seed: int, steps: int, out: Path, args,
     image arms); its result.json plus the run's inference latency at batch 1."""
     import yaml
 
-    algo, config = arm_config(arm, args.encoder, args.batch)
+    algo, config = arm_config(arm, args.encoder, args.batch, args.settings)
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +125,15 @@ def latency(run: Path, calls: int = 200) -> dict:
     return {'p50_ms': p50, 'p99_ms': p99}
 
 
+def settings_tag(arm: str, args) -> str:
+    """The ``--set`` values that apply to the arm, as a file-name part ('' for none)."""
+    config = arm_config(arm, args.encoder, None, args.settings)[1]
+    return ''.join(f'-{k}{config[k]}' for k in sorted(args.settings) if k in config)
+
+
 def cache_path(task: str, arm: str, seed: int, steps: int, args) -> Path:
-    tag = f"{arm.replace(':', '-')}-{args.encoder}-d{args.demos}-px{args.size}-n{steps}"
+    tag = (f"{arm.replace(':', '-')}-{args.encoder}-d{args.demos}-px{args.size}-n{steps}"
+           f'{settings_tag(arm, args)}')
     return CACHE / task / f'{tag}-e{args.episodes}-s{seed}.json'
 
 
@@ -143,17 +170,20 @@ def table(args) -> str:
         f'the `{args.encoder}` encoder trained from scratch with the policy, frames plus hand '
         'position and gripper; state: the 39-value state. Group columns: mean over the '
         "group's tasks. Training on one CPU thread; latency: one inference at batch 1, one "
-        'CPU thread, ONNX Runtime through PolicyRunner.', '', *scores.lines()])
+        'CPU thread, ONNX Runtime through PolicyRunner.'
+        + (f' Set for the arms that have them: {json.dumps(args.settings)}.'
+           if args.settings else ''), '', *scores.lines()])
 
 
 def curve(args) -> int:
     task = args.curve
     arm = args.arms[0]
     dataset = dataset_for(task, args.demos, args.size)
-    run = RUNS / 'curve' / f"{task}-{arm.replace(':', '-')}-{args.encoder}-s{args.seeds[0]}"
+    run = RUNS / 'curve' / (f"{task}-{arm.replace(':', '-')}-{args.encoder}"
+                            f'{settings_tag(arm, args)}-s{args.seeds[0]}')
     if args.table_only and (run / 'result.json').is_file():
         result = {**json.loads((run / 'result.json').read_text()),
-                  'algo_config': arm_config(arm, args.encoder, args.batch)[1]}
+                  'algo_config': arm_config(arm, args.encoder, args.batch, args.settings)[1]}
     else:
         result = train(arm, dataset, args.seeds[0], args.steps, run, args,
                        eval_every=args.eval_every)
@@ -193,7 +223,11 @@ def main() -> int:
     parser.add_argument('--workers', type=int, default=1, help='runs at a time')
     parser.add_argument('--table-only', action='store_true', help='rebuild from the cache')
     parser.add_argument('--name', help='the table, bench/results/<name>.md')
+    parser.add_argument('--set', nargs='+', default=[], metavar='KEY=VALUE', dest='pairs',
+                        help="algorithm settings for the arms that have them (e.g. "
+                             "inference_ema=0.995), recorded in the cache's file names")
     args = parser.parse_args()
+    args.settings = parse_settings(args.pairs)
     if args.curve:
         return curve(args)
     jobs = [(task, arm, seed) for seed in args.seeds for task in args.tasks for arm in args.arms

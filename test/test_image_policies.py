@@ -130,6 +130,27 @@ def test_an_image_run_resumes_bit_exactly(image_dataset, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+def test_the_averaged_diffusion_policy_averages_its_image_encoder_too(image_dataset,
+                                                                       tmp_path):
+    """With ``inference_ema`` the features the averaged denoiser samples from come from an
+    averaged encoder, checkpointed and exported with it (the graph passes its parity gate)."""
+    _train('diffusion_bc', image_dataset, tmp_path / 'run', 6, inference_ema=0.9)
+    algo = load_run(tmp_path / 'run')[0]
+    trained = dict(algo.vision.named_parameters())
+    averaged = dict(algo.averaged_vision.named_parameters())
+    assert all(not p.requires_grad for p in averaged.values())
+    assert any(not torch.equal(trained[k], averaged[k]) for k in trained)  # it lags behind
+    assert any(k.startswith('averaged_vision.') for k in algo.state_dict())
+    rng = np.random.default_rng(0)
+    inputs = {'obs': np.zeros((4, 2), np.float32),
+              'images/front': rng.integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)}
+    noise = algo.draw_noise(4, np.random.default_rng(1))
+    with_average = algo.predict(inputs, noise)
+    algo.averaged_vision.load_state_dict(algo.vision.state_dict())
+    assert not np.allclose(algo.predict(inputs, noise), with_average)  # the average sees
+    export_bundle(tmp_path / 'run', tmp_path / 'bundle')  # parity with the averaged model
+
+
 def test_state_policies_train_on_an_image_dataset_without_its_cameras(image_dataset,
                                                                       tmp_path):
     _train('td3bc', image_dataset, tmp_path / 'td3bc', 2, **{'hidden': [16, 16]})

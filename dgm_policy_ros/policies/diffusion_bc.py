@@ -75,10 +75,9 @@ class DiffusionBC(DenoiserEMA, ChunkedAlgorithm):
 
     def __init__(self, cfg: DiffusionBCConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)
-        if self.vision is not None and (cfg.n_obs_steps > 1 or cfg.inference_ema > 0):
-            raise ConfigError('diffusion_bc with cameras: n_obs_steps > 1 and inference_ema '
-                              'are not supported yet (the runtime keeps no frame history; '
-                              'the average would leave the image encoder out)')
+        if self.vision is not None and cfg.n_obs_steps > 1:
+            raise ConfigError('diffusion_bc with cameras: n_obs_steps > 1 is not supported yet '
+                              '(the runtime keeps no frame history)')
         self.chunk_dim = cfg.horizon * spec.act_dim
         self.denoiser = make_denoiser(cfg.denoiser, self.observed_dim * cfg.n_obs_steps,
                                       self.chunk_dim, cfg.hidden, cfg.time_embed, cfg.horizon)
@@ -93,10 +92,10 @@ class DiffusionBC(DenoiserEMA, ChunkedAlgorithm):
             return None
         return HistorySpec(self.cfg.n_obs_steps, (), 'repeat_first')
 
-    def condition(self, obs: torch.Tensor, images=()) -> torch.Tensor:
+    def condition(self, obs: torch.Tensor, images=(), inference: bool = False) -> torch.Tensor:
         """Observed observations, (B, obs_dim) or a window (B, n_obs_steps, obs_dim), as one
-        conditioning vector per sample."""
-        return self.observe(obs, images).flatten(1)
+        conditioning vector per sample (``inference``: through the encoders that sample)."""
+        return self.observe(obs, images, self.inference_vision if inference else None).flatten(1)
 
     def noise_specs(self) -> list[NoiseSpec]:
         specs = [NoiseSpec('initial_noise', (self.chunk_dim,), 'normal',
@@ -111,7 +110,7 @@ class DiffusionBC(DenoiserEMA, ChunkedAlgorithm):
         ``eta > 0`` the per-step noise."""
         images, noise = self.split_images(inputs)
         initial_noise, step_noise = noise[0], (noise[1] if len(noise) > 1 else None)
-        obs_n = self.condition(obs, images)
+        obs_n = self.condition(obs, images, inference=True)
         per_step = step_noise.transpose(0, 1) if step_noise is not None else None
         denoiser = self.inference_denoiser
         x = self.sampler(lambda x, t: denoiser(x, t, obs_n), initial_noise, per_step)
@@ -153,7 +152,7 @@ class _DenoiseStep(nn.Module):
         self.algo = algo
 
     def forward(self, obs: torch.Tensor, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-        cond = self.algo.condition(obs)
+        cond = self.algo.condition(obs, inference=True)
         t, abar, abar_prev, sigma = coef[:, 0], coef[:, 1:2], coef[:, 2:3], coef[:, 3:4]
         denoiser = self.algo.inference_denoiser
         return self.algo.sampler.step(lambda x_, t_: denoiser(x_, t_, cond), x, t, abar,

@@ -210,11 +210,15 @@ class Algorithm(nn.Module, abc.ABC):
         """The graph's camera inputs, ``images/<camera>``, uint8 (B, H, W, C) each."""
         return [IMAGE_PREFIX + camera for camera in self.spec.image_shapes]
 
-    def observe(self, obs: torch.Tensor, images: Sequence[torch.Tensor] = ()) -> torch.Tensor:
+    def observe(self, obs: torch.Tensor, images: Sequence[torch.Tensor] = (),
+                vision: nn.Module | None = None) -> torch.Tensor:
         """The normalized state, followed by each camera's features when the policy sees
-        images; leading window dimensions are kept."""
+        images (through ``vision``, default the trained encoders); leading window dimensions
+        are kept."""
         state = self.obs_norm(obs)
-        return state if self.vision is None else self.vision(state, list(images))
+        if self.vision is None:
+            return state
+        return (vision or self.vision)(state, list(images))
 
     def batch_images(self, batch: dict[str, torch.Tensor], last: bool = False
                      ) -> list[torch.Tensor]:
