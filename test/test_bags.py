@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """rosbag2 recording and conversion, on hand-built bags with known timing (no ROS needed)."""
 import json
+import shutil
 import time
 
 import numpy as np
@@ -20,6 +21,7 @@ from dgm_policy_ros.bags.reader import read_bags  # noqa: E402
 from dgm_policy_ros.bags.topics import RecordingSpec  # noqa: E402
 from dgm_policy_ros.bags.writer import BagWriter, typestore  # noqa: E402
 from dgm_policy_ros.data.episodes import DatasetError  # noqa: E402
+from dgm_policy_ros.runtime.runner import ObservationError  # noqa: E402
 
 STORE = typestore()
 T = STORE.types
@@ -598,6 +600,40 @@ def test_camera_topics_convert_into_a_dataset_with_images(tmp_path, minari_root)
         np.testing.assert_allclose(front, 10 * steps, atol=2)  # JPEG in the dataset
         np.testing.assert_allclose(episode.images['wrist'][:-1, 0, 0, 0], 10 * steps, atol=3)
     assert sorted(len(e) for e in loaded.episodes) == [5, 6]  # split at the damaged step
+
+
+def test_camera_frames_are_decoded_as_the_bag_is_read(tmp_path):
+    """Only the frames at the dataset's size are kept (a recording's raw frames would not fit
+    in memory), each frame's damage stays with it, and a bag read twice is de-duplicated."""
+    from dgm_policy_ros.bags.convert import frame_decoder
+    from dgm_policy_ros.bags.messages import image
+
+    spec = RecordingSpec.from_dict({
+        'observation': [{'topic': '/obs', 'type': 'std_msgs/Float64MultiArray', 'size': 1},
+                        {'topic': '/cam', 'type': 'sensor_msgs/Image', 'camera': 'front',
+                         'frame_size': [24, 32]}],
+        'action_topic': '/cmd'})
+    with BagWriter(tmp_path / 'bag', spec.topics()) as bag:
+        for k in range(6):
+            frame = image(k * MS, np.full((120, 160, 3), 20 * k, np.uint8))
+            if k == 3:
+                frame.encoding = 'yuv422'
+            bag.write('/cam', k * MS, frame)
+    shutil.copytree(tmp_path / 'bag', tmp_path / 'copy')
+    streams, report = read_bags([tmp_path / 'bag', tmp_path / 'copy'],
+                                {'/cam': 'sensor_msgs/Image'},
+                                reduce={'/cam': frame_decoder(spec.sources()[1])})
+    frames = streams['/cam']
+    assert len(frames) == 6 and report.dropped['/cam'] == {'duplicate': 6}
+    assert [f.msg.header.stamp.nanosec for f in frames] == [k * MS for k in range(6)]
+    for k, stamped in enumerate(frames):
+        if k == 3:
+            assert stamped.msg.frame is None and stamped.msg.error.reason == 'wrong encoding'
+            with pytest.raises(ObservationError):
+                stamped.msg.pixels()
+        else:
+            assert stamped.msg.pixels().shape == (24, 32, 3)
+            assert int(stamped.msg.pixels()[0, 0, 0]) == 20 * k
 
 
 @pytest.mark.parametrize('tolerance_s,out_of_sync', [(0.002, False), (1e-5, True)])

@@ -79,6 +79,10 @@ def test_images_decode_to_the_bundle_frame_and_bad_ones_say_why():
     smooth = np.repeat(smooth, 3, axis=2)
     assert np.abs(jpeg.frame(compressed(smooth, 'jpeg'), shape).astype(int) - smooth).max() < 12
     np.testing.assert_array_equal(jpeg.frame(compressed(frame, 'png'), shape), frame)
+    # A camera-sized JPEG for a small frame decodes at a reduced DCT scale: same picture.
+    wide = np.repeat(np.repeat(smooth, 12, axis=0), 16, axis=1)  # 480 x 640
+    small = jpeg.frame(compressed(wide, 'jpeg'), shape)
+    assert small.shape == shape and np.abs(small.astype(int) - smooth).max() < 12
 
     truncated = raw(frame, 'rgb8')
     truncated.data = bytes(truncated.data)[:1000]

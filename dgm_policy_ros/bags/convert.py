@@ -67,6 +67,8 @@ class AlignConfig(Config):
             raise ConfigError("AlignConfig.match must be 'auto', 'time' or 'step'")
         if self.reward_function is not None and ':' not in self.reward_function:
             raise ConfigError("AlignConfig.reward_function must read 'module:function'")
+        if self.gap_s < 0 or self.min_episode_steps < 1:
+            raise ConfigError('AlignConfig: gap_s >= 0 and min_episode_steps >= 1')
 
     def rewards(self):
         """The reward function named in the config, imported (None: the recorded rewards)."""
@@ -76,8 +78,6 @@ class AlignConfig(Config):
 
         module, name = self.reward_function.split(':')
         return getattr(importlib.import_module(module), name)
-        if self.gap_s < 0 or self.min_episode_steps < 1:
-            raise ConfigError('AlignConfig: gap_s >= 0 and min_episode_steps >= 1')
 
 
 @dataclasses.dataclass
@@ -176,7 +176,6 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                 if isinstance(info.get('length'), int):
                     lengths[f"episode {info['episode']}"] = info['length']
 
-    shapes: dict[str, tuple[int, int, int]] = {}  # camera -> frame shape, from its first frame
     frames: list[dict[str, np.ndarray]] = []  # the frames of each step in ``current``
     episodes: list[Episode] = []
     current: list[tuple[np.ndarray, np.ndarray, float]] = []
@@ -249,10 +248,7 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                 if msgs[i].msg is None:
                     raise ValueError(f'{source.topic}: undecodable')
                 if source.is_camera:
-                    if source.camera not in shapes:
-                        shapes[source.camera] = source.frame_shape(msgs[i].msg)
-                    step_frames[source.camera] = source.frame(msgs[i].msg,
-                                                              shapes[source.camera])
+                    step_frames[source.camera] = msgs[i].msg.pixels()
                 else:
                     parts.append(source.extract(msgs[i].msg))
         except _OutOfSync:
@@ -338,6 +334,37 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
     return episodes
 
 
+@dataclasses.dataclass(slots=True)
+class DecodedFrame:
+    """A camera message as read: its header (stamps) and its frame at the dataset's size, or
+    why it has none. Frames are decoded as the bag is read, so the recording's full-size
+    frames are never all in memory."""
+
+    header: Any
+    frame: Optional[np.ndarray]
+    error: Optional[ObservationError] = None
+
+    def pixels(self) -> np.ndarray:
+        if self.error is not None:
+            raise self.error
+        return self.frame
+
+
+def frame_decoder(source):
+    """``read_bags``' reduction for a camera source: each message to a :class:`DecodedFrame`
+    at the declared frame size, else the size of the camera's first frame read."""
+    shape: list = []
+
+    def decode(msg) -> DecodedFrame:
+        try:
+            if not shape:
+                shape.append(source.frame_shape(msg))
+            return DecodedFrame(msg.header, source.frame(msg, shape[0]))
+        except ObservationError as exc:
+            return DecodedFrame(msg.header, None, exc)
+    return decode
+
+
 class _OutOfSync(Exception):
     """An ``asof`` source's latest message is older than its tolerance at the step."""
 
@@ -366,17 +393,28 @@ def _episode_info(text: str) -> dict[str, Any]:
         return {}
 
 
+def read_recording(paths: list[str | Path], spec: RecordingSpec, progress: bool = False
+                   ) -> tuple[dict[str, list[Stamped]], ReadReport]:
+    """The spec's topics as the conversion reads them: camera frames decoded to the dataset's
+    size as they are read, the vector sources besides the pacing one decoded when a step uses
+    them (a step uses one of their messages), undecodable messages kept in their places."""
+    sources = spec.sources()
+    return read_bags(paths, spec.topics(), progress, keep_places=True,
+                     reduce={s.topic: frame_decoder(s) for s in sources if s.is_camera},
+                     lazy={s.topic for s in sources[1:] if not s.is_camera} -
+                     {sources[0].topic})
+
+
 def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
                     cfg: AlignConfig | None = None, progress: bool = False
                     ) -> tuple[list[Episode], ConversionReport]:
     cfg = cfg or AlignConfig()
     reward_fn = cfg.rewards()
-    topics = spec.topics()
     groups = [[bag] for bag in find_bags(paths)] if cfg.episode_per_bag else [list(paths)]
     episodes: list[Episode] = []
     report = None
     for group in groups:
-        streams, read = read_bags(group, topics, progress, keep_places=True)
+        streams, read = read_recording(group, spec, progress)
         if report is None:
             report = ConversionReport(read)
         else:

@@ -7,14 +7,21 @@ an intact footer; a bag cut short (a recorder killed, a disk filled) has neither
 are read record by record instead: MCAP with the ``mcap`` library's stream reader (up to the
 first damaged record), sqlite3 with plain SQL (its transactions keep committed rows). Every
 message that cannot be decoded, and every duplicate, is dropped and counted per topic.
+
+Payloads are kept as views of what the storage library read (no copy). Topics given a
+``reduce`` function (camera frames: a 640x480 frame is 0.9 MB, an hour of it 100 GB) are
+deserialized as they are read and only the function's result is kept, so memory holds what
+the conversion needs, not the recording.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
+import gc
 from pathlib import Path
 import sqlite3
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+import zlib
 
 from dgm_policy_ros.bags.topics import ROS_TYPES
 from dgm_policy_ros.bags.writer import typestore
@@ -52,6 +59,35 @@ class Stamped:
         return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+class LazyStamped:
+    """A message decoded when first used: a high-rate topic of which a conversion uses one
+    message in ten (joint states at 1 kHz, control at 100 Hz) costs its reading only. One
+    that turns out undecodable reads as None (as ``Stamped``'s kept places do) and is counted
+    then."""
+
+    __slots__ = ('stamp_ns', '_msg', '_data', '_context')
+    header_ns = Stamped.header_ns
+
+    def __init__(self, stamp_ns: int, data, context: tuple) -> None:
+        self.stamp_ns, self._data, self._context, self._msg = stamp_ns, data, context, _PENDING
+
+    @property
+    def msg(self) -> Any:
+        if self._msg is _PENDING:
+            topic, msgtype, deserialize, report = self._context
+            try:
+                self._msg = deserialize(self._data, msgtype)
+            except Exception:  # noqa: BLE001 - a corrupt payload
+                self._msg = None
+                report.drop(topic, 'undecodable')
+                report.read[topic] -= 1
+            self._data = None
+        return self._msg
+
+
+_PENDING = object()
+
+
 def find_bags(paths: list[str | Path]) -> list[Path]:
     """Bag folders under ``paths``: folders with metadata.yaml or .mcap/.db3 files."""
     found: list[Path] = []
@@ -77,53 +113,102 @@ def _is_bag(folder: Path) -> bool:
 
 
 def read_bags(paths: list[str | Path], topics: dict[str, str], progress: bool = False,
-              keep_places: bool = False) -> tuple[dict[str, list[Stamped]], ReadReport]:
+              keep_places: bool = False, reduce: dict[str, Callable[[Any], Any]] | None = None,
+              lazy: frozenset[str] | set[str] = frozenset()
+              ) -> tuple[dict[str, list[Stamped]], ReadReport]:
     """Messages of ``topics`` (topic -> our type name), per topic, sorted by bag time;
     ``progress``: a progress bar per bag (large recordings); ``keep_places``: an undecodable
     message stays in its place as ``Stamped(stamp, None)`` (still counted as dropped), so
-    what is paired by order or time around it stays paired right."""
+    what is paired by order or time around it stays paired right; ``reduce``: per topic, a
+    function of each decoded message whose result is kept instead of the message; ``lazy``:
+    topics whose messages are decoded when first used (``LazyStamped``, with
+    ``keep_places``)."""
     store = typestore()
     report = ReadReport()
-    raw: dict[str, list[tuple[int, bytes]]] = {t: [] for t in topics}
-    for bag in find_bags(paths):
-        report.bags.append(str(bag))
-        try:
-            records, listed = _read_complete(bag, topics, store, report, progress)
-        except Exception as exc:  # noqa: BLE001 - any failure: fall back to recovery
-            report.recovered.append(str(bag))
-            report.errors.append(f'{bag}: {type(exc).__name__}: {exc}')
-            records = list(_read_damaged(bag, topics, report))
+    reduce = reduce or {}
+    raw: dict[str, list[tuple[int, Any, Any]]] = {t: [] for t in topics}  # stamp, key, data
+
+    def record(topic: str, stamp: int, data) -> tuple[str, int, Any, Any]:
+        """(topic, stamp, what tells duplicates apart, what is kept) of one message."""
+        if topic in reduce:  # decoded now: its payload is freed as the read goes on
+            return (topic, stamp, zlib.crc32(data),
+                    _decoded(store, data, topics[topic], reduce[topic]))
+        return topic, stamp, data, data
+
+    enabled = gc.isenabled()
+    gc.disable()  # millions of small objects kept: the cyclic collector would rescan them all
+    try:
+        for bag in find_bags(paths):
+            report.bags.append(str(bag))
+            try:
+                records, listed = _read_complete(bag, topics, store, report, progress, record)
+            except Exception as exc:  # noqa: BLE001 - any failure: fall back to recovery
+                report.recovered.append(str(bag))
+                report.errors.append(f'{bag}: {type(exc).__name__}: {exc}')
+                records = _read_damaged(bag, topics, report, record)
+            else:
+                records = _check_against_storage(bag, topics, records, listed, report, record)
+            for topic, stamp, key, data in records:
+                raw[topic].append((stamp, key, data))
+        return {topic: _messages(topic, items, topics[topic], store, report, keep_places,
+                                 topic in reduce, topic in lazy and keep_places)
+                for topic, items in raw.items()}, report
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _Undecodable:
+    """A reduced topic's message that did not deserialize."""
+
+
+def _decoded(store, data, kind: str, reduce: Callable[[Any], Any]) -> Any:
+    try:
+        msg = store.deserialize_cdr(data, ROS_TYPES[kind])
+    except Exception:  # noqa: BLE001 - a corrupt payload
+        return _Undecodable
+    return reduce(msg)
+
+
+def _messages(topic: str, items: list, kind: str, store, report: ReadReport, keep_places: bool,
+              reduced: bool, lazy: bool) -> list[Stamped]:
+    """One topic's records sorted by stamp, duplicates (same stamp, same bytes) dropped,
+    decoded."""
+    stamps = [stamp for stamp, _, _ in items]
+    if any(a > b for a, b in zip(stamps, stamps[1:])):
+        items.sort(key=lambda item: item[0])  # out-of-order writes (several bags, clocks)
+    msgtype, deserialize = ROS_TYPES[kind], store.deserialize_cdr
+    messages, last = [], (None, None)
+    context = (topic, msgtype, deserialize, report)
+    for stamp, key, data in items:
+        if (stamp, key) == last:
+            report.drop(topic, 'duplicate')
+            continue
+        last = (stamp, key)
+        if lazy:
+            messages.append(LazyStamped(stamp, data, context))
+            report.read[topic] += 1
+            continue
+        if reduced:
+            msg = data
         else:
-            records = _check_against_storage(bag, topics, records, listed, report)
-        for topic, stamp, data in records:
-            raw[topic].append((stamp, data))
-    out: dict[str, list[Stamped]] = {}
-    for topic, items in raw.items():
-        stamps = [stamp for stamp, _ in items]
-        if any(a > b for a, b in zip(stamps, stamps[1:])):
-            items.sort(key=lambda item: item[0])  # out-of-order writes (several bags, clocks)
-        msgtype, deserialize = ROS_TYPES[topics[topic]], store.deserialize_cdr
-        messages, last_stamp, last_data = [], None, None
-        for stamp, data in items:
-            if stamp == last_stamp and data == last_data:
-                report.drop(topic, 'duplicate')
-                continue
-            last_stamp, last_data = stamp, data
             try:
                 msg = deserialize(data, msgtype)
             except Exception:  # noqa: BLE001 - a corrupt payload
-                report.drop(topic, 'undecodable')
-                if keep_places:
-                    messages.append(Stamped(stamp, None))
-                continue
-            messages.append(Stamped(stamp, msg))
+                msg = _Undecodable
+        if msg is _Undecodable:
+            report.drop(topic, 'undecodable')
+            if keep_places:
+                messages.append(Stamped(stamp, None))
+            continue
+        messages.append(Stamped(stamp, msg))
+    if not lazy:
         report.read[topic] += sum(m.msg is not None for m in messages)
-        out[topic] = messages
-    return out, report
+    return messages
 
 
-def _read_complete(bag: Path, topics, store, report, progress: bool = False
-                   ) -> tuple[list[tuple[str, int, bytes]], collections.Counter]:
+def _read_complete(bag: Path, topics, store, report, progress: bool, record
+                   ) -> tuple[list[tuple], collections.Counter]:
     """The bag's messages on ``topics`` through rosbags, and how many metadata.yaml lists."""
     from rosbags.highlevel import AnyReader
     from tqdm.auto import tqdm
@@ -145,17 +230,17 @@ def _read_complete(bag: Path, topics, store, report, progress: bool = False
             # (rosbags reads every connection when given none: read none then.)
             for conn, stamp, data in reader.messages(connections=wanted) if wanted else ():
                 bar.update(1)
-                records.append((conn.topic, stamp, bytes(data)))
+                records.append(record(conn.topic, stamp, data))
     return records, listed
 
 
 def _check_against_storage(bag: Path, topics, records, listed: collections.Counter,
-                           report: ReadReport) -> list[tuple[str, int, bytes]]:
+                           report: ReadReport, record) -> list[tuple]:
     """rosbags yields a topic's messages only where metadata.yaml and the storage file agree
     (on the QoS too: a bag whose metadata was rewritten, or written by another tool, can read
     as empty with no error). A topic read short of its listed count, or one metadata.yaml does
     not list, is read again from the storage itself; what that finds is used, and said."""
-    got = collections.Counter(topic for topic, _, _ in records)
+    got = collections.Counter(r[0] for r in records)
     other_type = {t for t in topics if report.available.get(t, ROS_TYPES[topics[t]]) !=
                   ROS_TYPES[topics[t]]}  # refused for their type already: not missing
     # Short of what metadata.yaml lists, or absent from it (then only the storage can tell);
@@ -165,8 +250,8 @@ def _check_against_storage(bag: Path, topics, records, listed: collections.Count
     if not suspect:
         return records
     scratch = ReadReport()
-    direct = [r for r in _read_damaged(bag, topics, scratch) if r[0] not in other_type]
-    found = collections.Counter(topic for topic, _, _ in direct)
+    direct = [r for r in _read_damaged(bag, topics, scratch, record) if r[0] not in other_type]
+    found = collections.Counter(r[0] for r in direct)
     if any(found[t] > got[t] for t in topics):
         report.recovered.append(str(bag))
         report.errors.append(
@@ -183,11 +268,13 @@ def _check_against_storage(bag: Path, topics, records, listed: collections.Count
     return records
 
 
-def _read_damaged(bag: Path, topics, report) -> Iterator[tuple[str, int, bytes]]:
+def _read_damaged(bag: Path, topics, report, record) -> Iterator[tuple]:
     for file in sorted(bag.glob('*.mcap')):
-        yield from _recover_mcap(file, topics, report)
+        for message in _recover_mcap(file, topics, report):
+            yield record(*message)
     for file in sorted(bag.glob('*.db3')):
-        yield from _recover_sqlite(file, topics, report)
+        for message in _recover_sqlite(file, topics, report):
+            yield record(*message)
 
 
 def _recover_mcap(file: Path, topics, report) -> Iterator[tuple[str, int, bytes]]:
@@ -204,7 +291,7 @@ def _recover_mcap(file: Path, topics, report) -> Iterator[tuple[str, int, bytes]
                 elif isinstance(record, records.Message):
                     topic = channels.get(record.channel_id)
                     if topic in topics:
-                        yield topic, int(record.log_time), bytes(record.data)
+                        yield topic, int(record.log_time), record.data
         except Exception as exc:  # noqa: BLE001 - the damaged tail: stop here
             report.errors.append(f'{file}: stopped at a damaged record ({type(exc).__name__})')
 
@@ -223,4 +310,4 @@ def _recover_sqlite(file: Path, topics, report) -> Iterator[tuple[str, int, byte
         return
     for topic, stamp, data in rows:
         if topic in topics:
-            yield topic, int(stamp), bytes(data)
+            yield topic, int(stamp), data

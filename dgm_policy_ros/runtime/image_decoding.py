@@ -2,7 +2,8 @@
 """Camera messages to the uint8 (H, W, C) frames a bundle takes, torch-free.
 
 ``sensor_msgs/Image`` is read in place (a numpy view of the message's buffer, rows cut to their
-``step``), ``sensor_msgs/CompressedImage`` (JPEG, PNG) is decoded with Pillow; either is then
+``step``), ``sensor_msgs/CompressedImage`` (JPEG, PNG) is decoded with Pillow (a JPEG at the
+smallest of its DCT scales, 1/1 to 1/8, still at least the bundle's size); either is then
 turned to the bundle's channel order and size (Pillow's resize where the camera's size differs).
 Every malformed message raises :class:`ObservationError` with a short reason: ``wrong
 encoding``, ``wrong size``, ``truncated``, ``undecodable``.
@@ -56,8 +57,10 @@ def decode_compressed(msg, shape: tuple[int, int, int], topic: str) -> np.ndarra
             if image.format is None or image.format.lower() not in ('jpeg', 'png'):
                 raise ObservationError('wrong encoding', f'{topic}: the data is '
                                        f'{image.format}, not JPEG or PNG')
-            image.load()
             mode = 'L' if shape[2] == 1 else 'RGB'
+            if image.format.lower() == 'jpeg':  # decoded at the smallest DCT scale >= shape
+                image.draft(mode, (shape[1], shape[0]))
+            image.load()
             frame = np.asarray(image.convert(mode))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ObservationError('undecodable', f'{topic}: {type(exc).__name__}: {exc}') from exc

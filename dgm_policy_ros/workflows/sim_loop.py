@@ -153,11 +153,13 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
     sim_cmd, policy_cmd = node_commands(bundle_path, env_id, episodes, seed, lockstep,
                                         spec_file, backend, exploration_noise=exploration_noise,
                                         mjcf=mjcf, cameras=cameras)
-    if record:
-        # Recording: the simulator starts paused and runs once the recorder is matched with
-        # every publisher, so the bag holds every step from the first. (Counting the
-        # simulator's subscribers instead can be fooled by a node of an earlier run still
-        # shutting down.)
+    # Recording, or filming: the simulator starts paused and runs once the recorder (the
+    # camera subscription) has heard it, so the bag (video) holds every step from the first; a
+    # short episode on a busy machine can end before discovery matches them otherwise.
+    # (Counting the simulator's subscribers instead can be fooled by a node of an earlier run
+    # still shutting down.)
+    start_paused = bool(record) or bool(video and loaded.image_inputs)
+    if start_paused:
         sim_cmd += ['-p', 'start_paused:=true']
     ends: list[dict] = []
     diagnostics: dict[str, str] = {}
@@ -181,6 +183,7 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
                 diagnosed.set()
 
     frames: list[np.ndarray] = []
+    filming = None
     if video and loaded.image_inputs:
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import Image
@@ -190,8 +193,8 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
         def on_frame(msg):
             frames.append(np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, -1))
 
-        node.create_subscription(Image, f'/{SIM_NODE}/image/{camera}', on_frame,
-                                 qos_profile_sensor_data)
+        filming = node.create_subscription(Image, f'/{SIM_NODE}/image/{camera}', on_frame,
+                                           qos_profile_sensor_data)
     node.create_subscription(String, f'/{SIM_NODE}/episode_end', on_end, reliable)
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
     executor = SingleThreadedExecutor()
@@ -227,7 +230,13 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
             flowing: list[str] = []
             if lockstep:
                 flowing = [s.topic for s in rec_spec.sources()] + [rec_spec.action_topic]
-            _start_recorded(node, recorder, procs, timeout_s, flowing)
+            _recorder_ready(recorder, procs, timeout_s, flowing)
+        if filming is not None:  # in lockstep the paused simulator re-sends its first frame
+            _wait(lambda: filming.get_publisher_count() > 0 and (frames or not lockstep),
+                  procs, timeout_s, "the simulator's camera")
+            del frames[1:]
+        if start_paused:
+            _unpause(node, procs, timeout_s, recorder)
         while not finished.wait(0.5):
             _raise_recorder_error(recorder)
             if diagnostics.get('message', '').startswith('configure failed'):
@@ -320,18 +329,22 @@ def _wait_quietly(predicate, timeout_s: float) -> bool:
     return True
 
 
-def _start_recorded(node, recorder, procs, timeout_s: float, flowing: list[str]) -> None:
-    """Unpause the simulator once the recorder hears every topic's publisher and has received
-    a message on each topic in ``flowing`` (those that flow while paused). Matching seen from
-    the recorder's side is not enough: the publisher may not have matched the recorder yet,
-    and a reliable volatile publisher drops what it sends before."""
-    from std_srvs.srv import SetBool
-
+def _recorder_ready(recorder, procs, timeout_s: float, flowing: list[str]) -> None:
+    """Wait until the recorder hears every topic's publisher and has received a message on
+    each topic in ``flowing`` (those that flow while paused). Matching seen from the
+    recorder's side is not enough: the publisher may not have matched the recorder yet, and a
+    reliable volatile publisher drops what it sends before."""
     _wait(lambda: all(sub.get_publisher_count() > 0 for sub in recorder.recorded.values()),
           procs, timeout_s, 'the recorder to match the simulator and the policy node', recorder)
     _wait(lambda: all(recorder.received.get(topic, 1) > 0 for topic in flowing),
           procs, timeout_s, 'the first messages of the paused loop to reach the recorder',
           recorder)
+
+
+def _unpause(node, procs, timeout_s: float, recorder=None) -> None:
+    """Start the simulator that was started paused."""
+    from std_srvs.srv import SetBool
+
     client = node.create_client(SetBool, f'/{SIM_NODE}/set_pause')
     _wait(client.service_is_ready, procs, timeout_s, "the simulator's set_pause service",
           recorder)
