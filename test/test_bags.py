@@ -20,6 +20,7 @@ from dgm_policy_ros.bags.messages import (  # noqa: E402
 from dgm_policy_ros.bags.reader import read_bags  # noqa: E402
 from dgm_policy_ros.bags.topics import RecordingSpec  # noqa: E402
 from dgm_policy_ros.bags.writer import BagWriter, typestore  # noqa: E402
+from dgm_policy_ros.config import ConfigError  # noqa: E402
 from dgm_policy_ros.data.episodes import DatasetError  # noqa: E402
 from dgm_policy_ros.runtime.runner import ObservationError  # noqa: E402
 
@@ -213,7 +214,7 @@ def test_bag2minari_writes_a_dataset_with_provenance_or_nothing(tmp_path, minari
     # Nothing to convert: an error, and no dataset left behind.
     with BagWriter(tmp_path / 'empty', SPEC.topics()):
         pass
-    with pytest.raises(DatasetError, match='pacing observation topic .* has no messages'):
+    with pytest.raises(DatasetError, match='pacing topic .* has no messages'):
         bag2minari([tmp_path / 'empty'], SPEC, 'robot/test/empty-v0')
     assert not (minari_root / 'robot/test/empty-v0').exists()
 
@@ -634,6 +635,40 @@ def test_camera_frames_are_decoded_as_the_bag_is_read(tmp_path):
         else:
             assert stamped.msg.pixels().shape == (24, 32, 3)
             assert int(stamped.msg.pixels()[0, 0, 0]) == 20 * k
+
+
+def test_a_robot_recording_is_paced_by_the_topic_the_user_names(tmp_path):
+    """A teleoperated arm: joint states at 1 kHz, a camera at 30 Hz, commands at 30 Hz just
+    after each frame. Paced by the joint states (the spec's first source), every joint state
+    is a step; paced by the camera, each frame is one, with the joint state as of it and the
+    command that followed it."""
+    from dgm_policy_ros.bags.messages import image
+
+    spec = RecordingSpec.from_dict({
+        'observation': [{'topic': '/joint_states', 'type': 'sensor_msgs/JointState',
+                         'joints': ['elbow'], 'fields': ['position']},
+                        {'topic': '/cam', 'type': 'sensor_msgs/Image', 'camera': 'wrist',
+                         'frame_size': [8, 8]}],
+        'action_topic': '/cmd'})
+    period, frames = 33 * MS, 12
+    with BagWriter(tmp_path / 'bag', spec.topics()) as bag:
+        for j in range(frames * 33):
+            bag.write('/joint_states', j * MS, joints(j * MS, ['elbow'], [j], [0.0]))
+        for k in range(frames):
+            t = k * period + MS // 2
+            bag.write('/cam', t, image(t, np.full((16, 16, 3), 10 * k, np.uint8)))
+            bag.write('/cmd', t + MS, array([k]))
+    by_joints, report = bag_to_episodes([tmp_path / 'bag'], spec)
+    assert report.steps == frames * 33 - 1  # before the first frame: dropped
+    (episode,), report = bag_to_episodes([tmp_path / 'bag'], spec,
+                                         AlignConfig(pace_topic='/cam'))
+    assert report.steps == frames and len(episode) == frames
+    np.testing.assert_array_equal(episode.actions[:, 0], np.arange(frames))
+    np.testing.assert_array_equal(episode.images['wrist'][:-1, 0, 0, 0], 10 * np.arange(frames))
+    # the joint state as of each frame: joint state j is stamped j ms, the frame k*33.5 ms
+    np.testing.assert_array_equal(episode.observations[:-1, 0], 33 * np.arange(frames))
+    with pytest.raises(ConfigError, match='pace_topic /nope is not a topic'):
+        bag_to_episodes([tmp_path / 'bag'], spec, AlignConfig(pace_topic='/nope'))
 
 
 @pytest.mark.parametrize('tolerance_s,out_of_sync', [(0.002, False), (1e-5, True)])

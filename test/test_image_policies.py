@@ -151,6 +151,47 @@ def test_the_averaged_diffusion_policy_averages_its_image_encoder_too(image_data
     export_bundle(tmp_path / 'run', tmp_path / 'bundle')  # parity with the averaged model
 
 
+def test_a_diffusion_policy_sees_a_window_of_frames(image_dataset, tmp_path):
+    """``n_obs_steps`` 2 with cameras (Diffusion Policy's setting): the graph takes each
+    camera's last two frames, the runner keeps that window (the first frame repeated at the
+    start, as training pads), and the earlier frame changes the action."""
+    _train('diffusion_bc', image_dataset, tmp_path / 'run', 6, n_obs_steps=2)
+    bundle = export_bundle(tmp_path / 'run', tmp_path / 'bundle')  # the parity gate passes
+    runner = PolicyRunner(bundle, backend='onnxruntime-cpu', seed=0)
+    inputs = {i['name']: i for i in runner.bundle.manifest['inputs']}
+    assert inputs['images/front'] == {'name': 'images/front', 'shape': ['batch', 2, SIZE, SIZE, 3],
+                                      'dtype': 'uint8'}
+    assert inputs['obs']['shape'] == ['batch', 2, 2]
+    assert runner.bundle.image_inputs == {'images/front': (SIZE, SIZE, 3)}
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(2))
+    state = np.zeros(2, np.float32)
+
+    def second_action(first_frame):
+        runner.reset()
+        runner.rng = np.random.default_rng(1)  # the same noise for both
+        runner.queue.n_action_steps = 1  # infer at every step
+        runner.act({'obs': state, 'images/front': first_frame})
+        window = runner.history.feeds()['images/front']
+        assert np.array_equal(window[0], first_frame) and np.array_equal(window[1], first_frame)
+        action = runner.act({'obs': state, 'images/front': b})
+        window = runner.history.feeds()['images/front']
+        assert np.array_equal(window[0], first_frame) and np.array_equal(window[1], b)
+        return action
+
+    assert not np.allclose(second_action(a), second_action(b))  # the earlier frame is seen
+    windows = {'obs': np.zeros((3, 2, 2), np.float32),
+               'images/front': np.zeros((3, 2, SIZE, SIZE, 3), np.uint8)}
+    assert runner.infer(windows).shape == (3, runner.bundle.chunk_size, 2)
+    with pytest.raises(ObservationError) as caught:
+        runner.infer({**windows, 'images/front': windows['images/front'][:, :1]})
+    assert caught.value.reason == 'wrong size'
+    with pytest.raises(ObservationError) as caught:
+        runner.infer({**windows, 'images/front': windows['images/front'].astype(np.float32)})
+    assert caught.value.reason == 'wrong encoding'
+
+
 def test_state_policies_train_on_an_image_dataset_without_its_cameras(image_dataset,
                                                                       tmp_path):
     _train('td3bc', image_dataset, tmp_path / 'td3bc', 2, **{'hidden': [16, 16]})
@@ -160,8 +201,6 @@ def test_state_policies_train_on_an_image_dataset_without_its_cameras(image_data
     assert algo.vision is None and algo.input_names() == ['obs']
     with pytest.raises(ConfigError, match='image_encoder must be one of'):
         get_algorithm('bc').config_class.from_dict({'image_encoder': 'vgg'})
-    with pytest.raises(ConfigError, match='not supported yet'):
-        _train('diffusion_bc', image_dataset, tmp_path / 'window', 1, n_obs_steps=2)
     from dgm_policy_ros.data.transitions_file import save_transitions
 
     extra = tmp_path / 'extra.safetensors'
@@ -178,14 +217,19 @@ def test_state_policies_train_on_an_image_dataset_without_its_cameras(image_data
         Trainer(cfg).run()
 
 
-def test_a_metaworld_image_policy_is_scored_from_rendered_frames(minari_root, tmp_path):
+@pytest.mark.parametrize('name,extra', [('bc', {}), ('diffusion_bc', {'n_obs_steps': 2})],
+                         ids=['bc', 'diffusion_bc-window'])
+def test_a_metaworld_image_policy_is_scored_from_rendered_frames(minari_root, tmp_path, name,
+                                                                 extra):
+    """Through the runner, from frames rendered as the dataset's were (a window of them for a
+    policy that sees the last two)."""
     from conftest import collect_or_skip
 
     from dgm_policy_ros.sim.evaluate import evaluate_runner
 
     collect_or_skip(env='metaworld/reach-v3', agent='expert', episodes=2, n_envs=2,
                     images=True, image_size=48, out='test/reach-frames-v0')
-    _train('bc', 'test/reach-frames-v0', tmp_path / 'run', 4)
+    _train(name, 'test/reach-frames-v0', tmp_path / 'run', 4, **extra)
     bundle = export_bundle(tmp_path / 'run', tmp_path / 'bundle')
     runner = PolicyRunner(bundle, backend='onnxruntime-cpu')
     assert runner.bundle.image_inputs == {'images/corner2': (48, 48, 3)}

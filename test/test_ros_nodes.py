@@ -307,9 +307,11 @@ def test_lockstep_sim_loop_equals_in_process_evaluation(tmp_path):
                                rtol=1e-5)
     assert report.held_actions == 0
     # Re-sends only when a command is late (here: a few while the paused loop waits for the
-    # recorder), not one per resend period of the whole run.
-    assert report.to_dict()['dropped_steps'].get('repeated observation', 0) <= 4, \
-        report.to_dict()
+    # recorder and the pause service, seconds on a loaded machine), not one per resend period
+    # (0.5 s) of the whole run.
+    periods = result['wall_s'] / 0.5
+    assert report.to_dict()['dropped_steps'].get('repeated observation', 0) <= \
+        max(4, periods / 4), (periods, report.to_dict())
 
 
 @pytest.mark.slow

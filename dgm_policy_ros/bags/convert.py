@@ -2,7 +2,9 @@
 """``dgm bag2minari``: recorded topics -> Minari episodes, with the policy node's own
 observation spec, so a dataset holds exactly what a deployed policy would have seen.
 
-Alignment, per control step (one per message on the spec's first source, the pacing topic):
+Alignment, per control step (one per message on the pacing topic: the spec's first source, or
+``pace_topic``: a robot's joint states at 1 kHz with a policy run at the camera's 30 Hz paces
+by the camera, a teleoperated recording by its commands):
 
 - observation: each source's latest message at or before the step (a source not heard from
   yet drops the step); values extracted by the same code as the policy node's; camera sources
@@ -53,8 +55,11 @@ from dgm_policy_ros.utils.hashing import sha256_bytes
 class AlignConfig(Config):
     time_source: str = 'receive'  # receive (bag time) | header (header.stamp where present)
     gap_s: float = 1.0  # a longer silence on the pacing topic ends the episode; 0: never
-    episode_per_bag: bool = False
-    min_episode_steps: int = 1
+    # The topic whose messages are the control steps (a camera, the command topic); None: the
+    # observation spec's first source. Every observation source is then taken as of each step.
+    pace_topic: Optional[str] = None
+    episode_per_bag: bool = False  # each bag ends its episode (one demonstration per bag)
+    min_episode_steps: int = 1  # shorter episodes are dropped (counted in the report)
     match: str = 'auto'  # time | step (lockstep step indices) | auto
     # Rewards from a function instead of the reward topic: 'package.module:function', called
     # per episode as f(observations (T, O), actions (T, A), next_observations (T, O)) -> (T,).
@@ -141,15 +146,18 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
     the dropped step's own when that was good.
     """
     sources = spec.sources()
-    pacing = streams[sources[0].topic]
+    by_first = cfg.pace_topic in (None, sources[0].topic)  # paced by the observation itself
+    pacing = streams[sources[0].topic if by_first else cfg.pace_topic]
     if not pacing:
         return []
-    kept = [pacing[0]] + [m for prev, m in zip(pacing, pacing[1:])
-                          if not _is_resend(m.msg, prev.msg)]
-    report.drop('repeated observation', len(pacing) - len(kept))
-    pacing = kept
+    if by_first:
+        kept = [pacing[0]] + [m for prev, m in zip(pacing, pacing[1:])
+                              if not _is_resend(m.msg, prev.msg)]
+        report.drop('repeated observation', len(pacing) - len(kept))
+        pacing = kept
     t_steps = _times(pacing, cfg)
-    others = {s.topic: (_times(streams[s.topic], cfg), streams[s.topic]) for s in sources[1:]}
+    looked_up = sources[1:] if by_first else sources  # each taken as of the step's time
+    others = {s.topic: (_times(streams[s.topic], cfg), streams[s.topic]) for s in looked_up}
     commands = streams[spec.action_topic]
     t_cmd = np.array([m.stamp_ns for m in commands], dtype=np.int64)
     rewards = streams.get(spec.reward_topic, []) if spec.reward_topic else []
@@ -159,7 +167,8 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
     ends = streams.get(spec.episode_topic, []) if spec.episode_topic else []
     t_end = np.array([m.stamp_ns for m in ends], dtype=np.int64)
     gap_ns = int(cfg.gap_s * 1e9)
-    by_step = cfg.match == 'step' or (cfg.match == 'auto' and _is_lockstep(pacing, commands))
+    by_step = by_first and (cfg.match == 'step' or
+                            (cfg.match == 'auto' and _is_lockstep(pacing, commands)))
     if by_step:
         answer = {}
         for command in commands:  # the first answer to each step (the node may re-send)
@@ -228,7 +237,7 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                 close(terminated=False)
             opening['open'], opening['step'] = False, None
         if stamped.msg is None:
-            drop_step('undecodable observation')
+            drop_step('undecodable observation' if by_first else 'undecodable pacing message')
             continue
         if by_step and opening['step'] is None and opening['open']:
             opening['step'] = int(stamped.msg.layout.data_offset)
@@ -237,8 +246,8 @@ def align(streams: dict[str, list[Stamped]], spec: RecordingSpec, cfg: AlignConf
                 opening['step'] > 0
         step_frames: dict[str, np.ndarray] = {}
         try:
-            parts = [sources[0].extract(stamped.msg)]
-            for source in sources[1:]:
+            parts = [sources[0].extract(stamped.msg)] if by_first else []
+            for source in looked_up:
                 times, msgs = others[source.topic]
                 i = int(np.searchsorted(times, t, side='right')) - 1
                 if i < 0:
@@ -393,16 +402,17 @@ def _episode_info(text: str) -> dict[str, Any]:
         return {}
 
 
-def read_recording(paths: list[str | Path], spec: RecordingSpec, progress: bool = False
+def read_recording(paths: list[str | Path], spec: RecordingSpec, progress: bool = False,
+                   pace_topic: str | None = None
                    ) -> tuple[dict[str, list[Stamped]], ReadReport]:
     """The spec's topics as the conversion reads them: camera frames decoded to the dataset's
     size as they are read, the vector sources besides the pacing one decoded when a step uses
     them (a step uses one of their messages), undecodable messages kept in their places."""
     sources = spec.sources()
+    pace = pace_topic or sources[0].topic
     return read_bags(paths, spec.topics(), progress, keep_places=True,
                      reduce={s.topic: frame_decoder(s) for s in sources if s.is_camera},
-                     lazy={s.topic for s in sources[1:] if not s.is_camera} -
-                     {sources[0].topic})
+                     lazy={s.topic for s in sources if not s.is_camera} - {pace})
 
 
 def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
@@ -410,11 +420,14 @@ def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
                     ) -> tuple[list[Episode], ConversionReport]:
     cfg = cfg or AlignConfig()
     reward_fn = cfg.rewards()
+    if cfg.pace_topic is not None and cfg.pace_topic not in spec.topics():
+        raise ConfigError(f'AlignConfig.pace_topic {cfg.pace_topic} is not a topic of the '
+                          f'recording spec: {sorted(spec.topics())}')
     groups = [[bag] for bag in find_bags(paths)] if cfg.episode_per_bag else [list(paths)]
     episodes: list[Episode] = []
     report = None
     for group in groups:
-        streams, read = read_recording(group, spec, progress)
+        streams, read = read_recording(group, spec, progress, cfg.pace_topic)
         if report is None:
             report = ConversionReport(read)
         else:
@@ -429,7 +442,7 @@ def bag_to_episodes(paths: list[str | Path], spec: RecordingSpec,
                 episode = dataclasses.replace(episode, rewards=rewards)
             episodes.append(dataclasses.replace(episode, id=len(episodes)))
     report.episodes = len(episodes)
-    for topic, role in ((spec.sources()[0].topic, 'the pacing observation topic'),
+    for topic, role in ((cfg.pace_topic or spec.sources()[0].topic, 'the pacing topic'),
                         (spec.action_topic, 'the command topic')):
         if not report.read.read[topic]:
             held = dict(sorted(report.read.available.items()))

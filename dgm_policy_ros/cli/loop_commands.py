@@ -6,9 +6,10 @@ Each parser sits next to its handler.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
-from dgm_policy_ros.cli.common import Add, add_data_dir
+from dgm_policy_ros.cli.common import Add, add_config_options, add_data_dir, config_overrides
 
 
 def _cmd_sim_loop(args: argparse.Namespace) -> int:
@@ -103,8 +104,7 @@ def _cmd_bag2minari(args: argparse.Namespace) -> int:
     from dgm_policy_ros.bags.topics import RecordingSpec
 
     spec = RecordingSpec.load(args.spec)
-    cfg = AlignConfig(time_source=args.time_source, gap_s=args.gap_s,
-                      episode_per_bag=args.episode_per_bag, reward_function=args.reward_function)
+    cfg = AlignConfig(**config_overrides(args, [f.name for f in dataclasses.fields(AlignConfig)]))
     path, report = bag2minari(args.bags, spec, args.dataset, cfg, env_id=args.env,
                               overwrite=args.overwrite, progress=not args.quiet)
     print(json.dumps({'dataset': args.dataset, 'path': str(path), **report.to_dict()},
@@ -119,13 +119,9 @@ def register_bag2minari(add: Add) -> None:
     p.add_argument('bags', nargs='+', help='bag folders, or folders holding bags')
     p.add_argument('--spec', required=True, help='recording spec YAML')
     p.add_argument('--dataset', required=True, help='Minari id, e.g. robot/hopper/bags-v0')
-    p.add_argument('--time-source', default='receive', choices=['receive', 'header'])
-    p.add_argument('--gap-s', type=float, default=1.0,
-                   help='a longer silence on the pacing topic ends an episode (0: never)')
-    p.add_argument('--episode-per-bag', action='store_true')
-    p.add_argument('--reward-function', metavar='MODULE:FUNCTION',
-                   help='compute rewards with f(obs, actions, next_obs) instead of the '
-                        'recorded reward topic')
+    from dgm_policy_ros.bags.convert import AlignConfig
+
+    add_config_options(p, AlignConfig, [f.name for f in dataclasses.fields(AlignConfig)])
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.add_argument('--env', help='Gymnasium id the data comes from (for evaluation)')
     p.add_argument('--overwrite', action='store_true')

@@ -45,8 +45,8 @@ def _example_inputs(algo, batch: int, rng: np.random.Generator) -> list[np.ndarr
                            dtype=np.uint8) for name in algo.image_inputs()]
     if history is None:
         return [obs[:, 0].astype(np.float32), *images, *algo.draw_noise(batch, rng)]
-    if images:
-        raise ExportError(f'{algo.name}: history windows of camera frames are not exported yet')
+    windows = {name: rng.integers(0, 256, (batch, k, *frames.shape[1:]), dtype=np.uint8)
+               for name, frames in zip(algo.image_inputs(), images)}
     steps = rng.integers(1, 2 * k, size=batch)  # episode steps so far; < k: padded window
     valid = (np.arange(k)[None, :] >= k - np.minimum(steps, k)[:, None]).astype(np.float32)
     unit = rng.uniform(-1, 1, (batch, k, spec.act_dim))
@@ -60,8 +60,8 @@ def _example_inputs(algo, batch: int, rng: np.random.Generator) -> list[np.ndarr
     for name in ('obs', 'past_actions', 'returns_to_go'):
         fields[name] = fields[name] * valid[..., None]
     fields['timesteps'] = fields['timesteps'] * valid
-    return [fields[name].astype(np.float32) for name in algo.input_names()] + \
-        algo.draw_noise(batch, rng)
+    return [windows[name] if name in windows else fields[name].astype(np.float32)
+            for name in algo.input_names()] + algo.draw_noise(batch, rng)
 
 
 def export_onnx(module: torch.nn.Module, example: list[np.ndarray], names: list[str],
@@ -330,8 +330,13 @@ def _manifest(algo, cfg, info, result, names, noise_specs, graphs, files, errors
         inputs += [{'name': name, 'shape': ['batch', *spec.image_shapes[name.split('/', 1)[1]]],
                     'dtype': 'uint8'} for name in algo.image_inputs()]
     else:
-        inputs = [{'name': name, 'shape': ['batch', *shape], 'dtype': 'float32'}
-                  for name, shape in history.input_shapes(spec.obs_dim, spec.act_dim).items()]
+        shapes = history.input_shapes(spec.obs_dim, spec.act_dim)
+        shapes.update({name: (history.length, *spec.image_shapes[name.split('/', 1)[1]])
+                       for name in algo.image_inputs()})
+        images = set(algo.image_inputs())
+        inputs = [{'name': name, 'shape': ['batch', *shapes[name]],
+                   'dtype': 'uint8' if name in images else 'float32'}
+                  for name in algo.input_names()]
     return {
         'format_version': FORMAT_VERSION,
         'kind': 'policy',

@@ -14,7 +14,8 @@ inputs, so the deployed policy is deterministic given them.
 
 On a dataset with cameras the denoiser is conditioned on the state and each camera's features
 (the shared image encoder, trained with the denoiser), as in the paper; the images are encoded
-once per inference, not once per denoising step.
+once per inference, not once per denoising step. With ``n_obs_steps > 1`` each of the window's
+frames is encoded (the runtime keeps the frames' window beside the observations').
 """
 from __future__ import annotations
 
@@ -75,9 +76,6 @@ class DiffusionBC(DenoiserEMA, ChunkedAlgorithm):
 
     def __init__(self, cfg: DiffusionBCConfig, spec: DataSpec) -> None:
         super().__init__(cfg, spec)
-        if self.vision is not None and cfg.n_obs_steps > 1:
-            raise ConfigError('diffusion_bc with cameras: n_obs_steps > 1 is not supported yet '
-                              '(the runtime keeps no frame history)')
         self.chunk_dim = cfg.horizon * spec.act_dim
         self.denoiser = make_denoiser(cfg.denoiser, self.observed_dim * cfg.n_obs_steps,
                                       self.chunk_dim, cfg.hidden, cfg.time_embed, cfg.horizon)

@@ -118,8 +118,9 @@ class Bundle:
 
     @property
     def image_inputs(self) -> dict[str, tuple[int, int, int]]:
-        """Camera inputs, ``images/<camera>`` -> (H, W, C) of its uint8 frames."""
-        return {i['name']: tuple(int(d) for d in i['shape'][1:])
+        """Camera inputs, ``images/<camera>`` -> (H, W, C) of its uint8 frames (a history
+        window of them is (K, H, W, C) after the batch dimension in the graph)."""
+        return {i['name']: tuple(int(d) for d in i['shape'][-3:])
                 for i in self.manifest['inputs'] if i.get('dtype') == 'uint8'}
 
     @property
@@ -158,7 +159,7 @@ class Bundle:
 
 
 MAX_MANIFEST_BYTES = 16 << 20
-INPUT_DTYPES = ('float32', 'uint8')  # uint8: camera frames (B, H, W, C)
+INPUT_DTYPES = ('float32', 'uint8')  # uint8: camera frames (B, [K,] H, W, C)
 KINDS = ('policy', 'world_model')
 
 
@@ -327,8 +328,10 @@ def validate_manifest(manifest: Any, where: Path) -> None:
                 check.fail(f'{field}.shape', "['batch', sizes >= 1 ...]", shape)
             if entry.get('dtype', 'float32') not in INPUT_DTYPES:
                 check.fail(f'{field}.dtype', f'one of {INPUT_DTYPES}', entry.get('dtype'))
-            if entry.get('dtype') == 'uint8' and (len(shape) != 4 or shape[3] not in (1, 3)):
-                check.fail(f'{field}.shape', "camera frames ['batch', H, W, 1 or 3]", shape)
+            if entry.get('dtype') == 'uint8' and (len(shape) not in (4, 5) or
+                                                  shape[-1] not in (1, 3)):
+                check.fail(f'{field}.shape', "camera frames ['batch', H, W, 1 or 3] (or a "
+                           "window of them, ['batch', K, H, W, 1 or 3])", shape)
     noise = manifest.get('noise_inputs') or []
     if not isinstance(noise, list):
         check.fail('noise_inputs', 'a list', noise)
@@ -362,9 +365,16 @@ def validate_manifest(manifest: Any, where: Path) -> None:
         if not isinstance(history, dict):
             check.fail('history', 'a mapping or null', history)
         try:
-            HistorySpec.from_dict(history)
+            length = HistorySpec.from_dict(history).length
         except (ValueError, KeyError, TypeError) as exc:
             raise BundleError(f'{where}: bad history section: {exc}') from exc
+    else:
+        length = None
+    for i, entry in enumerate(manifest['inputs']):
+        if entry.get('dtype') == 'uint8' and len(entry['shape']) == 5 and \
+                entry['shape'][1] != length:
+            check.fail(f'inputs[{i}].shape', f'a window of the history length {length}',
+                       entry['shape'])
     sampler = check.mapping('sampler', required=False)
     if sampler is not None:
         steps = sampler.get('steps')

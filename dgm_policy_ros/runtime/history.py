@@ -2,10 +2,11 @@
 """The history a sequence policy sees, kept outside the model (torch-free).
 
 A Decision Transformer needs the last K observations, actions and returns-to-go; a diffusion
-policy with ``n_obs_steps > 1`` needs the last few observations. The exported graph takes that
-window as explicit fixed-size inputs, so the window itself must live in the runtime: the ROS
-node, the runner and the evaluation loop all keep one :class:`HistoryBuffer` per robot (or per
-simulated environment), built from the :class:`HistorySpec` in the bundle's manifest.
+policy with ``n_obs_steps > 1`` needs the last few observations (and, if it sees images, each
+camera's last few frames: ``images/<camera>`` windows (K, H, W, C), uint8). The exported graph
+takes that window as explicit fixed-size inputs, so the window itself must live in the runtime:
+the ROS node, the runner and the evaluation loop all keep one :class:`HistoryBuffer` per robot
+(or per simulated environment), built from the :class:`HistorySpec` in the bundle's manifest.
 
 Layout (the training samplers produce the same): oldest step first, the current step in the
 last slot. Before the episode has K steps, the window is left-padded, either with zeros and
@@ -69,8 +70,12 @@ class HistoryBuffer:
     ``record_action(action)``, then (when the reward arrives) ``record_reward(reward)``."""
 
     def __init__(self, spec: HistorySpec, obs_size: int, act_size: int,
-                 target_return: float | None = None) -> None:
+                 target_return: float | None = None,
+                 frame_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
         self.spec, self.obs_size, self.act_size = spec, obs_size, act_size
+        # Camera input name -> the window of its frames, padded as the observations are.
+        self._frames = {name: np.zeros((spec.length, *shape), np.uint8)
+                        for name, shape in (frame_shapes or {}).items()}
         self.target_return = spec.target_return if target_return is None else target_return
         k = spec.length
         self._obs = np.zeros((k, obs_size), np.float32)
@@ -84,22 +89,32 @@ class HistoryBuffer:
         """A new episode: empty window, returns-to-go back at the target."""
         if target_return is not None:
             self.target_return = target_return
-        for array in (self._obs, self._act, self._rtg, self._t, self._mask):
-            array[:] = 0.0
+        for array in (self._obs, self._act, self._rtg, self._t, self._mask,
+                      *self._frames.values()):
+            array[:] = 0
         self.steps = 0
         self.return_to_go = float(self.target_return or 0.0)
 
-    def push(self, obs: np.ndarray) -> None:
-        """The current step's observation (shifts the window by one step)."""
-        for array in (self._obs, self._act, self._rtg, self._t, self._mask):
+    def push(self, obs: np.ndarray, frames: dict[str, np.ndarray] | None = None) -> None:
+        """The current step's observation, and each camera's frame when the window holds
+        frames (shifts the window by one step)."""
+        if set(frames or ()) != set(self._frames):
+            raise ValueError(f'the window holds frames of {sorted(self._frames)}, got '
+                             f'{sorted(frames or ())}')
+        for array in (self._obs, self._act, self._rtg, self._t, self._mask,
+                      *self._frames.values()):
             array[:-1] = array[1:]
         self._obs[-1] = obs
+        for name, window in self._frames.items():
+            window[-1] = frames[name]
         self._act[-1] = 0.0
         self._rtg[-1] = self.return_to_go
         self._t[-1] = min(self.steps, self.spec.max_timestep - 1)
         self._mask[-1] = 1.0
         if self.steps == 0 and self.spec.padding == 'repeat_first':
             self._obs[:-1] = obs
+            for name, window in self._frames.items():
+                window[:-1] = frames[name]
         self.steps += 1
 
     def record_action(self, action: np.ndarray) -> None:
@@ -113,8 +128,8 @@ class HistoryBuffer:
         if self.steps == 0:
             raise RuntimeError('the history is empty: push an observation first')
         arrays = {'obs': self._obs, 'past_actions': self._act, 'returns_to_go': self._rtg,
-                  'timesteps': self._t, 'mask': self._mask}
-        return {name: arrays[name].copy() for name in ('obs', *self.spec.fields)}
+                  'timesteps': self._t, 'mask': self._mask, **self._frames}
+        return {name: arrays[name].copy() for name in ('obs', *self._frames, *self.spec.fields)}
 
 
 def stack_feeds(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

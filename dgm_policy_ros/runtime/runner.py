@@ -103,7 +103,7 @@ class PolicyRunner:
         self.low, self.high = self.bundle.act_low, self.bundle.act_high
         spec = self.bundle.history
         self.history = HistoryBuffer(spec, self.bundle.obs_size, self.bundle.act_size,
-                                     target_return) if spec else None
+                                     target_return, self.bundle.image_inputs) if spec else None
         self._shapes = {i['name']: tuple(i['shape'][1:]) for i in self.bundle.manifest['inputs']}
         self.max_obs_sigma = float(max_obs_sigma)
         self._obs_mean, self._obs_scale = self._training_range()
@@ -188,7 +188,17 @@ class PolicyRunner:
         for name in self.bundle.input_names:
             if name not in inputs:
                 raise ObservationError('missing input', f'{name} is missing')
-            arr = np.asarray(inputs[name], dtype=np.float32)
+            if name in self.bundle.image_inputs:  # windows of camera frames
+                feeds[name] = check_frames(inputs[name], self._shapes[name], name)
+                if batch not in (None, feeds[name].shape[0]):
+                    raise ObservationError('wrong size', f'{name}: {feeds[name].shape[0]} '
+                                           f'windows for {batch}')
+                batch = feeds[name].shape[0]
+                continue
+            try:
+                arr = np.asarray(inputs[name], dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise ObservationError('not numeric', f'{name}: {exc}') from exc
             if arr.shape[1:] != self._shapes[name] or batch not in (None, arr.shape[0]):
                 raise ObservationError('wrong size', f'{name}: expected (batch, '
                                        f'{", ".join(map(str, self._shapes[name]))}), got '
@@ -205,14 +215,13 @@ class PolicyRunner:
         obs = np.zeros((batch, self.bundle.obs_size), np.float32)
         if self._obs_mean is not None:
             obs[:] = self._obs_mean
-        if self.bundle.image_inputs:
-            return {'obs': obs,
-                    **{name: np.zeros((batch, *shape), np.uint8)
-                       for name, shape in self.bundle.image_inputs.items()}}
-        if self.history is None:
+        if self.history is None and not self.bundle.image_inputs:
             return obs
-        return {name: np.zeros((batch, *self._shapes[name]), np.float32)
-                for name in self.bundle.input_names}
+        feeds = {name: np.zeros((batch, *self._shapes[name]),
+                                np.uint8 if name in self.bundle.image_inputs else np.float32)
+                 for name in self.bundle.input_names}
+        feeds['obs'][:] = obs[:, None] if self.history is not None else obs
+        return feeds
 
     # ------------------------------------------------------------------ inference
     def infer(self, inputs) -> np.ndarray:
@@ -257,7 +266,8 @@ class PolicyRunner:
         if arr.shape[0] != 1:
             raise ObservationError('wrong size', 'act() takes one observation')
         if self.history is not None:
-            self.history.push(arr[0])
+            self.history.push(arr[0], {name: feeds[name][0] for name in
+                                       self.bundle.image_inputs} if feeds else None)
         if self.queue.needs_refill:
             if self.history is not None:
                 feeds = {k: v[None] for k, v in self.history.feeds().items()}

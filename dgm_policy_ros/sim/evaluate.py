@@ -7,8 +7,9 @@ benchmarks compare with. A policy here is any callable
 ``(B, obs_dim) observations -> (B, H, A) action chunks``; each environment keeps its own
 ``ActionQueue`` (the runtime's), exactly as the ROS node does. A sequence policy (``history``
 given) is called with a batch of history windows instead, each environment keeping its own
-``HistoryBuffer`` (the runtime's again). A policy that sees images (``cameras`` given) is called
-with ``{'obs': its state elements, 'images/<camera>': frames}``, rendered as it was trained.
+``HistoryBuffer`` (the runtime's again, with frames for a policy that sees images). A policy
+that sees images (``cameras`` given) is called with ``{'obs': its state elements,
+'images/<camera>': frames}``, rendered as it was trained.
 """
 from __future__ import annotations
 
@@ -86,8 +87,6 @@ def evaluate(policy: ChunkPolicy, env_id: str, episodes: int = 10, seed: int = 0
     """
     if episodes < 1 or n_action_steps < 1:
         raise ConfigError('episodes and n_action_steps must be >= 1')
-    if cameras is not None and history is not None:
-        raise ConfigError('history windows of camera frames are not supported yet')
     width = 1 if not parallel else MAX_RENDERING_ENVS if cameras else episodes
     groups = [list(range(i, min(i + width, episodes))) for i in range(0, episodes, width)]
     parts = [_run(policy, env_id, group, seed, n_action_steps, history, cameras)
@@ -146,8 +145,20 @@ def _run(policy: ChunkPolicy, env_id: str, indices: list[int], seed: int,
     try:
         obs = [env.reset(seed=seed + i)[0] for i, env in zip(indices, envs)]
         queues = [ActionQueue(n_action_steps) for _ in envs]
-        windows = [HistoryBuffer(history, env.observation_space.shape[0],
-                                 env.action_space.shape[0]) for env in envs] if history else []
+
+        def observed(o):
+            """One environment's observation as (the policy's state vector, its frames)."""
+            if cameras is None:
+                return o, None
+            feeds = cameras.inputs([o])
+            return feeds.pop('obs')[0], {name: frames[0] for name, frames in feeds.items()}
+
+        windows = []
+        for env, o in zip(envs, obs) if history else ():
+            state, frames = observed(o)
+            windows.append(HistoryBuffer(history, state.shape[0], env.action_space.shape[0],
+                                         frame_shapes={name: f.shape for name, f in
+                                                       (frames or {}).items()}))
         returns = np.zeros(len(envs))
         lengths = np.zeros(len(envs), dtype=np.int64)
         successes = np.zeros(len(envs), dtype=bool)
@@ -155,7 +166,7 @@ def _run(policy: ChunkPolicy, env_id: str, indices: list[int], seed: int,
         running = list(range(len(envs)))
         while running:
             for i in running if history else ():
-                windows[i].push(obs[i])
+                windows[i].push(*observed(obs[i]))
             need = [i for i in running if queues[i].needs_refill]
             if need:
                 if history:

@@ -219,6 +219,8 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
         raise RuntimeError('the nodes of another sim-in-the-loop run are still on this ROS '
                            'domain (topics of /mujoco_sim); stop them or use another '
                            'ROS_DOMAIN_ID')
+    # Discovered while the nodes start, so the paused simulator waits no longer than needed.
+    pause = _pause_client(node) if start_paused else None
     try:
         # The policy first: in lockstep the simulator waits for its commands anyway.
         procs.append(subprocess.Popen(policy_cmd, stdout=logs['policy'],
@@ -235,8 +237,8 @@ def run_sim_loop(bundle: str | Path, env_id: str | None = None, episodes: int = 
             _wait(lambda: filming.get_publisher_count() > 0 and (frames or not lockstep),
                   procs, timeout_s, "the simulator's camera")
             del frames[1:]
-        if start_paused:
-            _unpause(node, procs, timeout_s, recorder)
+        if pause is not None:
+            _unpause(pause, procs, timeout_s, recorder)
         while not finished.wait(0.5):
             _raise_recorder_error(recorder)
             if diagnostics.get('message', '').startswith('configure failed'):
@@ -341,11 +343,16 @@ def _recorder_ready(recorder, procs, timeout_s: float, flowing: list[str]) -> No
           recorder)
 
 
-def _unpause(node, procs, timeout_s: float, recorder=None) -> None:
+def _pause_client(node):
+    from std_srvs.srv import SetBool
+
+    return node.create_client(SetBool, f'/{SIM_NODE}/set_pause')
+
+
+def _unpause(client, procs, timeout_s: float, recorder=None) -> None:
     """Start the simulator that was started paused."""
     from std_srvs.srv import SetBool
 
-    client = node.create_client(SetBool, f'/{SIM_NODE}/set_pause')
     _wait(client.service_is_ready, procs, timeout_s, "the simulator's set_pause service",
           recorder)
     future = client.call_async(SetBool.Request(data=False))
