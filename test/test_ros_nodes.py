@@ -399,7 +399,7 @@ TWO_LINK = """
 
 
 def test_mjcf_robots_use_their_limits_keyframes_frame_skip_and_episode_ends(tmp_path):
-    from dgm_policy_ros.ros.mujoco_sim_node import MjcfEnv
+    from dgm_policy_ros.sim.mjcf_env import MjcfEnv
 
     (tmp_path / 'arm.xml').write_text(TWO_LINK)
     env = MjcfEnv(str(tmp_path / 'arm.xml'), frame_skip=5, max_episode_steps=3)
