@@ -206,6 +206,50 @@ def curve(args) -> int:
     return 0
 
 
+def deploy(args) -> int:
+    """Each cached run of the arms re-exported with deploy-time settings (the weights stay) and
+    scored on the same evaluation episodes, beside its score as trained."""
+    import tempfile
+
+    from dgm_policy_ros.export.onnx_export import export_bundle
+    from dgm_policy_ros.runtime import PolicyRunner
+    from dgm_policy_ros.sim.evaluate import evaluate_runner
+
+    overrides = parse_settings(args.deploy)
+    label = ', '.join(f'{k}={v}' for k, v in overrides.items())
+    rows = Table('arm', 'task', 'seed', 'success % as trained', f'success % with {label}',
+                 echo=True)
+    pairs = []
+    for arm in args.arms:
+        for task in args.tasks:
+            for seed in args.seeds:
+                path = cache_path(task, arm, seed, args.steps, args)
+                if not path.is_file():
+                    continue
+                trained = 100 * json.loads(path.read_text())['success_rate']
+                with tempfile.TemporaryDirectory() as tmp:
+                    bundle = export_bundle(RUNS / task / path.stem, Path(tmp) / 'bundle',
+                                           fp16=False, overrides=overrides)
+                    result = evaluate_runner(PolicyRunner(bundle, backend='onnxruntime-cpu'),
+                                             episodes=args.episodes)
+                rate = 100 * float(result.summary()['success_rate'])
+                pairs.append((arm, trained, rate))
+                rows.add(arm, task, seed, f'{trained:.0f}', f'{rate:.0f}')
+    means = [(arm, np.mean([t for a, t, _ in pairs if a == arm]),
+              np.mean([r for a, _, r in pairs if a == arm])) for arm in args.arms
+             if any(a == arm for a, _, _ in pairs)]
+    body = '\n'.join([
+        f'Cached runs of `bench.manipulation` ({args.steps} steps, {args.episodes} evaluation '
+        f'episodes on the same env seeds as trained) re-exported with `{label}` (`dgm export '
+        f'--set`: the weights stay) and scored again through the runner.'
+        + (f' Trained with {json.dumps(args.settings)}.' if args.settings else ''), '',
+        *rows.lines(), '',
+        *[f'- {arm}: {t:.0f}% as trained, {r:.0f}% with {label} (mean over the rows)'
+          for arm, t, r in means]])
+    write_result(args.name or 'manipulation_deploy', f'MetaWorld: deploy-time {label}', body)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
@@ -226,8 +270,13 @@ def main() -> int:
     parser.add_argument('--set', nargs='+', default=[], metavar='KEY=VALUE', dest='pairs',
                         help="algorithm settings for the arms that have them (e.g. "
                              "inference_ema=0.995), recorded in the cache's file names")
+    parser.add_argument('--deploy', nargs='+', metavar='KEY=VALUE',
+                        help='score the cached runs again with these deploy-time settings '
+                             '(e.g. temperature=0)')
     args = parser.parse_args()
     args.settings = parse_settings(args.pairs)
+    if args.deploy:
+        return deploy(args)
     if args.curve:
         return curve(args)
     jobs = [(task, arm, seed) for seed in args.seeds for task in args.tasks for arm in args.arms

@@ -370,7 +370,10 @@ def frame_decoder(source):
                 shape.append(source.frame_shape(msg))
             return DecodedFrame(msg.header, source.frame(msg, shape[0]))
         except ObservationError as exc:
-            return DecodedFrame(msg.header, None, exc)
+            return DecodedFrame(getattr(msg, 'header', None), None, exc)
+        except Exception as exc:  # noqa: BLE001 - any other malformation costs its step only
+            return DecodedFrame(getattr(msg, 'header', None), None, ObservationError(
+                'undecodable', f'{source.topic}: {type(exc).__name__}: {exc}'))
     return decode
 
 
