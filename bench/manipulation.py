@@ -24,6 +24,7 @@ from pathlib import Path
 import shutil
 import subprocess
 import sys
+import threading
 
 import numpy as np
 
@@ -114,6 +115,9 @@ def train(arm: str, dataset: str, seed: int, steps: int, out: Path, args,
     return {**result, **latency(out), 'algo_config': config}
 
 
+EXPORTING = threading.Lock()  # torch.onnx.export keeps global state: one thread at a time
+
+
 def latency(run: Path, calls: int = 200) -> dict:
     """p50 / p99 ms of one inference at batch 1 on one CPU thread through ``PolicyRunner``."""
     import tempfile
@@ -121,7 +125,9 @@ def latency(run: Path, calls: int = 200) -> dict:
     from dgm_policy_ros.export.onnx_export import export_bundle
 
     with tempfile.TemporaryDirectory() as tmp:
-        p50, p99 = runner_latency(export_bundle(run, Path(tmp) / 'bundle', fp16=False), calls)
+        with EXPORTING:
+            bundle = export_bundle(run, Path(tmp) / 'bundle', fp16=False)
+        p50, p99 = runner_latency(bundle, calls)
     return {'p50_ms': p50, 'p99_ms': p99}
 
 
