@@ -46,6 +46,9 @@ ARMS = ['image:diffusion_bc', 'image:bc', 'image:cvae_bc',
 SETTINGS = {'batch_size': 64, 'lr': 3e-4}
 PER_ALGO = {'diffusion_bc': {'horizon': 8, 'n_action_steps': 4},
             'cvae_bc': {'horizon': 8, 'n_action_steps': 4}}
+# Settings every arm that has them trains with (``--set`` replaces them): diffusion policies
+# sample with an average of their weights, as Diffusion Policy does (manipulation_no_ema.md).
+RECIPE = ['inference_ema=0.995']
 
 
 def dataset_for(task: str, demos: int, size: int, seed: int = 0) -> str:
@@ -132,9 +135,16 @@ def latency(run: Path, calls: int = 200) -> dict:
 
 
 def settings_tag(arm: str, args) -> str:
-    """The ``--set`` values that apply to the arm, as a file-name part ('' for none)."""
-    config = arm_config(arm, args.encoder, None, args.settings)[1]
-    return ''.join(f'-{k}{config[k]}' for k in sorted(args.settings) if k in config)
+    """The ``--set`` values that apply to the arm and differ from its algorithm's defaults, as
+    a file-name part ('' for none)."""
+    import dataclasses
+
+    from dgm_policy_ros.training.registry import get_algorithm
+
+    algo, config = arm_config(arm, args.encoder, None, args.settings)
+    defaults = {f.name: f.default for f in dataclasses.fields(get_algorithm(algo).config_class)}
+    return ''.join(f'-{k}{config[k]}' for k in sorted(args.settings)
+                   if k in config and config[k] != defaults.get(k))
 
 
 def cache_path(task: str, arm: str, seed: int, steps: int, args) -> Path:
@@ -273,9 +283,9 @@ def main() -> int:
     parser.add_argument('--workers', type=int, default=1, help='runs at a time')
     parser.add_argument('--table-only', action='store_true', help='rebuild from the cache')
     parser.add_argument('--name', help='the table, bench/results/<name>.md')
-    parser.add_argument('--set', nargs='+', default=[], metavar='KEY=VALUE', dest='pairs',
-                        help="algorithm settings for the arms that have them (e.g. "
-                             "inference_ema=0.995), recorded in the cache's file names")
+    parser.add_argument('--set', nargs='+', default=RECIPE, metavar='KEY=VALUE', dest='pairs',
+                        help='algorithm settings for the arms that have them, recorded in the '
+                             f"cache's file names (default: {' '.join(RECIPE)})")
     parser.add_argument('--deploy', nargs='+', metavar='KEY=VALUE',
                         help='score the cached runs again with these deploy-time settings '
                              '(e.g. temperature=0)')
