@@ -388,8 +388,8 @@ def test_fuzzed_joint_states_never_kill_the_node_nor_leave_it_stuck(ros, bundle,
 
 @pytest.mark.slow
 @pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM'])
-def test_every_node_shuts_down_cleanly_on_a_signal(bundle, world_model_bundle, tmp_path,  # noqa: F811
-                                                   signame):
+def test_every_node_shuts_down_cleanly_on_a_signal(ros, bundle, world_model_bundle,  # noqa: F811
+                                                   tmp_path, signame):
     import signal
 
     spec = tmp_path / 'spec.yaml'
@@ -411,13 +411,20 @@ def test_every_node_shuts_down_cleanly_on_a_signal(bundle, world_model_bundle, t
                         f'observation_spec:={wm_spec}', '-p', 'backend:=onnxruntime-cpu'],
     }
     procs = {name: _spawn(args, tmp_path, name) for name, args in nodes.items()}
+    probe = rclpy.create_node('sig_probe')
+    names = {'dgm_policy', 'sig_sim', 'sig_sim_lockstep', 'dgm_world_model'}
     try:
-        time.sleep(8.0)  # up and spinning (timers firing) before the signal
+        # Each node in the graph (imports done, rclpy's signal handling installed), then a
+        # moment for its timers to fire: a signal during a slow start is another test.
+        assert wait_for(lambda: names <= set(probe.get_node_names()) or any(
+            proc.poll() is not None for proc, _ in procs.values()), timeout=120)
+        time.sleep(2.0)
         for name, (proc, log) in procs.items():
             assert proc.poll() is None, f'{name} exited early:\n{log.read_text()[-2000:]}'
         for name, (proc, log) in procs.items():
             _stop(proc, log, getattr(signal, signame))
     finally:
+        probe.destroy_node()
         for proc, _ in procs.values():
             if proc.poll() is None:
                 proc.kill()
