@@ -74,14 +74,12 @@ class LazyStamped:
     @property
     def msg(self) -> Any:
         if self._msg is _PENDING:
-            topic, msgtype, deserialize, report = self._context
-            try:
-                self._msg = deserialize(self._data, msgtype)
-            except Exception:  # noqa: BLE001 - a corrupt payload
+            topic, store, msgtype, report = self._context
+            self._msg, self._data = _deserialize(store, self._data, msgtype), None
+            if self._msg is _Undecodable:
                 self._msg = None
                 report.drop(topic, 'undecodable')
                 report.read[topic] -= 1
-            self._data = None
         return self._msg
 
 
@@ -159,15 +157,20 @@ def read_bags(paths: list[str | Path], topics: dict[str, str], progress: bool = 
 
 
 class _Undecodable:
-    """A reduced topic's message that did not deserialize."""
+    """A message that did not deserialize."""
+
+
+def _deserialize(store, data, msgtype: str) -> Any:
+    """The message, or ``_Undecodable`` for a corrupt payload."""
+    try:
+        return store.deserialize_cdr(data, msgtype)
+    except Exception:  # noqa: BLE001 - a corrupt payload
+        return _Undecodable
 
 
 def _decoded(store, data, kind: str, reduce: Callable[[Any], Any]) -> Any:
-    try:
-        msg = store.deserialize_cdr(data, ROS_TYPES[kind])
-    except Exception:  # noqa: BLE001 - a corrupt payload
-        return _Undecodable
-    return reduce(msg)
+    msg = _deserialize(store, data, ROS_TYPES[kind])
+    return msg if msg is _Undecodable else reduce(msg)
 
 
 def _messages(topic: str, items: list, kind: str, store, report: ReadReport, keep_places: bool,
@@ -177,9 +180,9 @@ def _messages(topic: str, items: list, kind: str, store, report: ReadReport, kee
     stamps = [stamp for stamp, _, _ in items]
     if any(a > b for a, b in zip(stamps, stamps[1:])):
         items.sort(key=lambda item: item[0])  # out-of-order writes (several bags, clocks)
-    msgtype, deserialize = ROS_TYPES[kind], store.deserialize_cdr
+    msgtype = ROS_TYPES[kind]
     messages, last = [], (None, None)
-    context = (topic, msgtype, deserialize, report)
+    context = (topic, store, msgtype, report)
     for stamp, key, data in items:
         if (stamp, key) == last:
             report.drop(topic, 'duplicate')
@@ -189,13 +192,7 @@ def _messages(topic: str, items: list, kind: str, store, report: ReadReport, kee
             messages.append(LazyStamped(stamp, data, context))
             report.read[topic] += 1
             continue
-        if reduced:
-            msg = data
-        else:
-            try:
-                msg = deserialize(data, msgtype)
-            except Exception:  # noqa: BLE001 - a corrupt payload
-                msg = _Undecodable
+        msg = data if reduced else _deserialize(store, data, msgtype)
         if msg is _Undecodable:
             report.drop(topic, 'undecodable')
             if keep_places:
