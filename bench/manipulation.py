@@ -29,6 +29,7 @@ import threading
 import numpy as np
 
 from bench.common import RESULTS, Table, runner_latency, write_result
+from dgm_policy_ros.cli.common import key_values
 
 HERE = Path(__file__).resolve().parent
 CACHE = RESULTS / 'manipulation_runs'
@@ -62,19 +63,6 @@ def dataset_for(task: str, demos: int, size: int, seed: int = 0) -> str:
                         '--images', '--image-size', str(size), '--seed', str(seed),
                         '--out', dataset, '--quiet'], check=True, capture_output=True)
     return dataset
-
-
-def parse_settings(pairs: list[str]) -> dict:
-    """``--set key=value`` pairs (values read as YAML) for the arms whose algorithm has the key."""
-    import yaml
-
-    settings = {}
-    for pair in pairs:
-        key, sep, value = pair.partition('=')
-        if not sep or not key:
-            raise SystemExit(f'--set takes key=value, got {pair!r}')
-        settings[key] = yaml.safe_load(value)
-    return settings
 
 
 def arm_config(arm: str, encoder: str, batch: int | None, extra: dict | None = None
@@ -231,7 +219,7 @@ def deploy(args) -> int:
     from dgm_policy_ros.runtime import PolicyRunner
     from dgm_policy_ros.sim.evaluate import evaluate_runner
 
-    overrides = parse_settings(args.deploy)
+    overrides = key_values(args.deploy)
     label = ', '.join(f'{k}={v}' for k, v in overrides.items())
     rows = Table('arm', 'task', 'seed', 'success % as trained', f'success % with {label}',
                  echo=True)
@@ -290,7 +278,7 @@ def main() -> int:
                         help='score the cached runs again with these deploy-time settings '
                              '(e.g. temperature=0)')
     args = parser.parse_args()
-    args.settings = parse_settings(args.pairs)
+    args.settings = key_values(args.pairs)
     if args.deploy:
         return deploy(args)
     if args.curve:

@@ -9,7 +9,7 @@ import os
 import typing
 from typing import Any, Callable, Iterable
 
-from dgm_policy_ros.config import field_comments, field_default
+from dgm_policy_ros.config import ConfigError, field_comments, field_default
 
 Handler = Callable[[argparse.Namespace], int]
 Add = Callable[[str, Handler, str], argparse.ArgumentParser]
@@ -23,6 +23,20 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 def apply_data_dir(args: argparse.Namespace) -> None:
     if getattr(args, 'data_dir', None):
         os.environ['MINARI_DATASETS_PATH'] = os.path.abspath(args.data_dir)
+
+
+def key_values(items: Iterable[str], option: str = '--set') -> dict[str, Any]:
+    """``KEY=VALUE`` items as a mapping, each value read as YAML (``5`` an int, ``0.9`` a float,
+    ``true`` a bool)."""
+    import yaml
+
+    values = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise ConfigError(f'{option} takes KEY=VALUE, got {item!r}')
+        values[key] = yaml.safe_load(value)
+    return values
 
 
 def _option_kind(hint: Any) -> dict[str, Any]:

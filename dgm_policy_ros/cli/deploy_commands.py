@@ -8,22 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from dgm_policy_ros.cli.common import Add
+from dgm_policy_ros.cli.common import Add, key_values
 from dgm_policy_ros.config import ConfigError
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import yaml
-
     from dgm_policy_ros.export.onnx_export import export_bundle
     from dgm_policy_ros.runtime.bundle import load_bundle
 
-    overrides = {}
-    for item in args.set or []:
-        key, sep, value = item.partition('=')
-        if not sep or not key:
-            raise ConfigError(f'--set takes KEY=VALUE, got {item!r}')
-        overrides[key] = yaml.safe_load(value)
+    overrides = key_values(args.set or [])
     out = export_bundle(args.run, args.out, fp16=not args.no_fp16, overwrite=args.overwrite,
                         control_rate_hz=args.control_rate, overrides=overrides)
     manifest = load_bundle(out).manifest

@@ -99,12 +99,19 @@ def register_record(add: Add) -> None:
     p.add_argument('--overwrite', action='store_true')
 
 
+def _align_fields() -> list[str]:
+    """Every ``AlignConfig`` field is a ``bag2minari`` option."""
+    from dgm_policy_ros.bags.convert import AlignConfig
+
+    return [f.name for f in dataclasses.fields(AlignConfig)]
+
+
 def _cmd_bag2minari(args: argparse.Namespace) -> int:
     from dgm_policy_ros.bags.convert import AlignConfig, bag2minari
     from dgm_policy_ros.bags.topics import RecordingSpec
 
     spec = RecordingSpec.load(args.spec)
-    cfg = AlignConfig(**config_overrides(args, [f.name for f in dataclasses.fields(AlignConfig)]))
+    cfg = AlignConfig(**config_overrides(args, _align_fields()))
     path, report = bag2minari(args.bags, spec, args.dataset, cfg, env_id=args.env,
                               overwrite=args.overwrite, progress=not args.quiet)
     print(json.dumps({'dataset': args.dataset, 'path': str(path), **report.to_dict()},
@@ -121,7 +128,7 @@ def register_bag2minari(add: Add) -> None:
     p.add_argument('--dataset', required=True, help='Minari id, e.g. robot/hopper/bags-v0')
     from dgm_policy_ros.bags.convert import AlignConfig
 
-    add_config_options(p, AlignConfig, [f.name for f in dataclasses.fields(AlignConfig)])
+    add_config_options(p, AlignConfig, _align_fields())
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.add_argument('--env', help='Gymnasium id the data comes from (for evaluation)')
     p.add_argument('--overwrite', action='store_true')
