@@ -17,7 +17,7 @@ from dgm_policy_ros.bags.messages import (  # noqa: E402
     joint_state,
     string,
 )
-from dgm_policy_ros.bags.reader import read_bags  # noqa: E402
+from dgm_policy_ros.bags.reader import DECODE_WINDOW, read_bags  # noqa: E402
 from dgm_policy_ros.bags.topics import RecordingSpec  # noqa: E402
 from dgm_policy_ros.bags.writer import BagWriter, typestore  # noqa: E402
 from dgm_policy_ros.config import ConfigError  # noqa: E402
@@ -614,9 +614,10 @@ def test_camera_frames_are_decoded_as_the_bag_is_read(tmp_path):
                         {'topic': '/cam', 'type': 'sensor_msgs/Image', 'camera': 'front',
                          'frame_size': [24, 32]}],
         'action_topic': '/cmd'})
+    n = 4 * DECODE_WINDOW  # more frames than wait for the decoding threads at once
     with BagWriter(tmp_path / 'bag', spec.topics()) as bag:
-        for k in range(6):
-            frame = image(k * MS, np.full((120, 160, 3), 20 * k, np.uint8))
+        for k in range(n):
+            frame = image(k * MS, np.full((120, 160, 3), 5 * k, np.uint8))
             if k == 3:
                 frame.encoding = 'yuv422'
             bag.write('/cam', k * MS, frame)
@@ -625,8 +626,8 @@ def test_camera_frames_are_decoded_as_the_bag_is_read(tmp_path):
                                 {'/cam': 'sensor_msgs/Image'},
                                 reduce={'/cam': frame_decoder(spec.sources()[1])})
     frames = streams['/cam']
-    assert len(frames) == 6 and report.dropped['/cam'] == {'duplicate': 6}
-    assert [f.msg.header.stamp.nanosec for f in frames] == [k * MS for k in range(6)]
+    assert len(frames) == n and report.dropped['/cam'] == {'duplicate': n}
+    assert [f.msg.header.stamp.nanosec for f in frames] == [k * MS for k in range(n)]
     for k, stamped in enumerate(frames):
         if k == 3:
             assert stamped.msg.frame is None and stamped.msg.error.reason == 'wrong encoding'
@@ -634,7 +635,40 @@ def test_camera_frames_are_decoded_as_the_bag_is_read(tmp_path):
                 stamped.msg.pixels()
         else:
             assert stamped.msg.pixels().shape == (24, 32, 3)
-            assert int(stamped.msg.pixels()[0, 0, 0]) == 20 * k
+            assert int(stamped.msg.pixels()[0, 0, 0]) == 5 * k
+
+
+def test_frames_without_a_declared_size_keep_the_first_frames_size(tmp_path):
+    """Frames decode on several threads; the size a camera without ``frame_size`` is stored
+    at is still its first frame's, in bag order, whichever frame finishes decoding first."""
+    from dgm_policy_ros.bags.convert import frame_decoder
+    source = RecordingSpec.from_dict({'observation': [
+        {'topic': '/obs', 'type': 'std_msgs/Float64MultiArray', 'size': 1},
+        {'topic': '/cam', 'type': 'sensor_msgs/CompressedImage', 'camera': 'front'}]}
+    ).sources()[1]
+    import io
+
+    from PIL import Image as PilImage
+
+    def jpeg(ns, frame):
+        buffer = io.BytesIO()
+        if frame is not None:
+            PilImage.fromarray(frame).save(buffer, format='JPEG')
+        return T['sensor_msgs/msg/CompressedImage'](
+            header=header(ns), format='jpeg',
+            data=np.frombuffer(buffer.getvalue() or b'not a jpeg', np.uint8))
+
+    big = np.zeros((48, 64, 3), np.uint8)
+    with BagWriter(tmp_path / 'bag', {'/cam': 'sensor_msgs/CompressedImage'}) as bag:
+        bag.write('/cam', 0, jpeg(0, None))  # no size from this one
+        bag.write('/cam', MS, jpeg(MS, big))
+        for k in range(2, 3 * DECODE_WINDOW):
+            bag.write('/cam', k * MS, jpeg(k * MS, big[:24, :32]))
+    streams, _ = read_bags([tmp_path / 'bag'], {'/cam': 'sensor_msgs/CompressedImage'},
+                           reduce={'/cam': frame_decoder(source)})
+    frames = [s.msg for s in streams['/cam']]
+    assert frames[0].error is not None and frames[0].error.reason == 'undecodable'
+    assert {f.pixels().shape for f in frames[1:]} == {(48, 64, 3)}
 
 
 def test_a_robot_recording_is_paced_by_the_topic_the_user_names(tmp_path):

@@ -43,7 +43,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from dgm_policy_ros.bags.reader import ReadReport, Stamped, find_bags, read_bags
+from dgm_policy_ros.bags.reader import Later, ReadReport, Stamped, find_bags, read_bags
 from dgm_policy_ros.bags.topics import RecordingSpec
 from dgm_policy_ros.config import Config, ConfigError
 from dgm_policy_ros.data.episodes import DatasetError, Episode
@@ -361,19 +361,29 @@ class DecodedFrame:
 
 def frame_decoder(source):
     """``read_bags``' reduction for a camera source: each message to a :class:`DecodedFrame`
-    at the declared frame size, else the size of the camera's first frame read."""
+    at the declared frame size, else the size of the camera's first frame read (decided in
+    bag order; the decoding itself runs on ``read_bags``' worker threads)."""
     shape: list = []
 
-    def decode(msg) -> DecodedFrame:
+    def failed(msg, exc: Exception) -> DecodedFrame:
+        if not isinstance(exc, ObservationError):  # any other malformation costs its step only
+            exc = ObservationError('undecodable', f'{source.topic}: {type(exc).__name__}: {exc}')
+        return DecodedFrame(getattr(msg, 'header', None), None, exc)
+
+    def decode(msg) -> DecodedFrame | Later:
         try:
             if not shape:
                 shape.append(source.frame_shape(msg))
-            return DecodedFrame(msg.header, source.frame(msg, shape[0]))
-        except ObservationError as exc:
-            return DecodedFrame(getattr(msg, 'header', None), None, exc)
-        except Exception as exc:  # noqa: BLE001 - any other malformation costs its step only
-            return DecodedFrame(getattr(msg, 'header', None), None, ObservationError(
-                'undecodable', f'{source.topic}: {type(exc).__name__}: {exc}'))
+        except Exception as exc:  # noqa: BLE001 - see failed()
+            return failed(msg, exc)
+        size = shape[0]
+
+        def work() -> DecodedFrame:
+            try:
+                return DecodedFrame(msg.header, source.frame(msg, size))
+            except Exception as exc:  # noqa: BLE001 - see failed()
+                return failed(msg, exc)
+        return Later(work)
     return decode
 
 

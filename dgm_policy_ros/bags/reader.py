@@ -11,13 +11,16 @@ message that cannot be decoded, and every duplicate, is dropped and counted per 
 Payloads are kept as views of what the storage library read (no copy). Topics given a
 ``reduce`` function (camera frames: a 640x480 frame is 0.9 MB, an hour of it 100 GB) are
 deserialized as they are read and only the function's result is kept, so memory holds what
-the conversion needs, not the recording.
+the conversion needs, not the recording; a function may hand its heavy part (decoding a JPEG,
+resizing) to worker threads by returning it as ``Later``, so frames decode on every core.
 """
 from __future__ import annotations
 
 import collections
+from concurrent.futures import Future, ThreadPoolExecutor
 import dataclasses
 import gc
+import os
 from pathlib import Path
 import sqlite3
 from typing import Any, Callable, Iterator
@@ -25,6 +28,20 @@ import zlib
 
 from dgm_policy_ros.bags.topics import ROS_TYPES
 from dgm_policy_ros.bags.writer import typestore
+
+# Threads that finish ``Later`` reductions (image decoders release the GIL), and how many
+# reductions may wait for them at once: each holds its deserialized message (~1 MB a frame).
+DECODE_THREADS = min(4, os.cpu_count() or 1)
+DECODE_WINDOW = 4 * DECODE_THREADS
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Later:
+    """What a ``reduce`` function returns for work that may run on another thread: ``work()``
+    gives the result kept for the message. The reading thread calls the function itself in
+    bag order, so whatever it decides from the first messages stays deterministic."""
+
+    work: Callable[[], Any]
 
 
 @dataclasses.dataclass
@@ -118,19 +135,27 @@ def read_bags(paths: list[str | Path], topics: dict[str, str], progress: bool = 
     ``progress``: a progress bar per bag (large recordings); ``keep_places``: an undecodable
     message stays in its place as ``Stamped(stamp, None)`` (still counted as dropped), so
     what is paired by order or time around it stays paired right; ``reduce``: per topic, a
-    function of each decoded message whose result is kept instead of the message; ``lazy``:
+    function of each decoded message whose result (or ``Later`` work's result) is kept
+    instead of the message; ``lazy``:
     topics whose messages are decoded when first used (``LazyStamped``, with
     ``keep_places``)."""
     store = typestore()
     report = ReadReport()
     reduce = reduce or {}
     raw: dict[str, list[tuple[int, Any, Any]]] = {t: [] for t in topics}  # stamp, key, data
+    workers = ThreadPoolExecutor(DECODE_THREADS) if reduce else None
+    waiting: collections.deque[Future] = collections.deque()
 
     def record(topic: str, stamp: int, data) -> tuple[str, int, Any, Any]:
         """(topic, stamp, what tells duplicates apart, what is kept) of one message."""
         if topic in reduce:  # decoded now: its payload is freed as the read goes on
-            return (topic, stamp, zlib.crc32(data),
-                    _decoded(store, data, topics[topic], reduce[topic]))
+            kept = _decoded(store, data, topics[topic], reduce[topic])
+            if isinstance(kept, Later):
+                kept = workers.submit(kept.work)
+                waiting.append(kept)
+                if len(waiting) > DECODE_WINDOW:
+                    waiting.popleft().result()  # the read waits for the decoders
+            return topic, stamp, zlib.crc32(data), kept
         return topic, stamp, data, data
 
     enabled = gc.isenabled()
@@ -152,6 +177,8 @@ def read_bags(paths: list[str | Path], topics: dict[str, str], progress: bool = 
                                  topic in reduce, topic in lazy and keep_places)
                 for topic, items in raw.items()}, report
     finally:
+        if workers is not None:
+            workers.shutdown(cancel_futures=True)
         if enabled:
             gc.enable()
 
@@ -192,7 +219,8 @@ def _messages(topic: str, items: list, kind: str, store, report: ReadReport, kee
             messages.append(LazyStamped(stamp, data, context))
             report.read[topic] += 1
             continue
-        msg = data if reduced else _deserialize(store, data, msgtype)
+        msg = (data.result() if isinstance(data, Future) else data) if reduced else \
+            _deserialize(store, data, msgtype)
         if msg is _Undecodable:
             report.drop(topic, 'undecodable')
             if keep_places:
