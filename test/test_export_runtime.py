@@ -68,13 +68,29 @@ def test_fp32_parity_allows_near_ties_only_to_a_policy_that_chooses():
     rows = np.full(64, 2e-7)
     rows[5] = 0.3  # one flipped choice
     error, off = check_fp32_parity(rows, 1e-5, chooses=True, what='run')
-    assert error == pytest.approx(2e-7) and off == {'tolerance': 1e-5, 'rows': 64, 'over': 1}
+    assert error == pytest.approx(2e-7) and off == {
+        'tolerance': 1e-5, 'relative_tolerance': 1e-4, 'rows': 64, 'over': 1}
     with pytest.raises(ExportError, match='1 of 64'):
         check_fp32_parity(rows, 1e-5, chooses=False, what='run')
     rows[:10] = 0.3  # off on many rows: a wrong graph, whatever the policy
     with pytest.raises(ExportError, match='10 of 64'):
         check_fp32_parity(rows, 1e-5, chooses=True, what='run')
     assert check_fp32_parity(np.zeros(64), 1e-5, chooses=False, what='run')[1]['over'] == 0
+
+
+def test_fp32_parity_scales_with_the_outputs_magnitude():
+    """Rounding in a deep or iterated graph grows with what it carries: 1.1e-5 on a row whose
+    largest action is 1 is rounding (a diffusion sampler over two frames), on a row of zeros it
+    is not; an error of 1e-3 is a wrong graph at either scale."""
+    from dgm_policy_ros.export.onnx_export import ExportError, check_fp32_parity
+
+    rows = np.full(64, 1.1e-5)
+    error, off = check_fp32_parity(rows, 1e-5, False, 'run', scales=np.ones(64))
+    assert error == pytest.approx(1.1e-5) and off['over'] == 0
+    with pytest.raises(ExportError, match='64 of 64'):
+        check_fp32_parity(rows, 1e-5, False, 'run', scales=np.zeros(64))
+    with pytest.raises(ExportError, match='64 of 64'):
+        check_fp32_parity(np.full(64, 1e-3), 1e-5, False, 'run', scales=np.ones(64))
 
 
 @pytest.mark.parametrize('ident', VARIANT_IDS)
