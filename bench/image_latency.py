@@ -3,7 +3,9 @@
 
 Each policy that sees images, with each encoder (``conv``, and ``resnet18`` with GroupNorm and
 spatial softmax, Diffusion Policy's), at 84 and 96 px, with one observation and with a window
-of two (``n_obs_steps``, diffusion only): one inference at batch 1 through ``PolicyRunner``
+of two (``n_obs_steps``, diffusion only; each diffusion denoiser: the MLP, the temporal U-Net at
+the CPU recipe's widths and at Diffusion Policy's): one inference at batch 1 through
+``PolicyRunner``
 (ONNX Runtime, one thread), the graph doing the crop and uint8 -> float. Latency does not depend
 on training, so each model is trained for a few steps on a small demonstration set.
 """
@@ -20,6 +22,9 @@ from bench.common import Table, ensure_run, runner_latency, write_result
 HERE = Path(__file__).resolve().parent
 RUNS = HERE.parent / 'runs' / 'image_latency'
 TASK = 'metaworld/button-press-topdown-v3'
+# diffusion_bc's denoisers: label -> settings (Diffusion Policy's U-Net: 256/512/1024 wide).
+DENOISERS = {'mlp': {}, 'unet 64/128': {'denoiser': 'unet', 'hidden': [64, 128]},
+             'unet 256/512/1024': {'denoiser': 'unet', 'hidden': [256, 512, 1024]}}
 
 
 def dataset_for(size: int) -> str:
@@ -45,22 +50,27 @@ def main() -> int:
 
     from dgm_policy_ros.export.onnx_export import export_bundle
 
-    rows = Table('algorithm', 'encoder', 'px', 'observations', 'p50 ms', 'p99 ms', echo=True)
+    rows = Table('algorithm', 'denoiser', 'encoder', 'px', 'observations', 'p50 ms', 'p99 ms',
+                 echo=True)
     for size in args.sizes:
         dataset = dataset_for(size)
         for encoder in args.encoders:
             for algo in args.algos:
-                for window in ([1, 2] if algo == 'diffusion_bc' else [1]):
-                    config = {'image_encoder': encoder, 'batch_size': 8,
-                              **({'n_obs_steps': window} if window > 1 else {}),
-                              **({'horizon': 8, 'n_action_steps': 4}
-                                 if algo in ('diffusion_bc', 'cvae_bc') else {})}
-                    run = RUNS / f'{algo}-{encoder}-px{size}-k{window}'
-                    ensure_run(run, dataset, 2, 0, algo, config)
-                    with tempfile.TemporaryDirectory() as tmp:
-                        bundle = export_bundle(run, Path(tmp) / 'bundle', fp16=False)
-                        p50, p99 = runner_latency(bundle, args.calls)
-                    rows.add(algo, encoder, size, window, f'{p50:.2f}', f'{p99:.2f}')
+                diffusion = algo == 'diffusion_bc'
+                for label, denoiser in (DENOISERS.items() if diffusion else [('–', {})]):
+                    for window in ([1, 2] if diffusion else [1]):
+                        config = {'image_encoder': encoder, 'batch_size': 8, **denoiser,
+                                  **({'n_obs_steps': window} if window > 1 else {}),
+                                  **({'horizon': 8, 'n_action_steps': 4}
+                                     if algo in ('diffusion_bc', 'cvae_bc') else {})}
+                        tag = label.replace(' ', '').replace('/', '-')
+                        run = RUNS / f'{algo}-{tag}-{encoder}-px{size}-k{window}'
+                        ensure_run(run, dataset, 2, 0, algo, config)
+                        with tempfile.TemporaryDirectory() as tmp:
+                            bundle = export_bundle(run, Path(tmp) / 'bundle', fp16=False)
+                            p50, p99 = runner_latency(bundle, args.calls)
+                        rows.add(algo, label, encoder, size, window, f'{p50:.2f}',
+                                 f'{p99:.2f}')
     body = '\n'.join([
         'One inference at batch 1 on one CPU thread through `PolicyRunner` (ONNX Runtime), '
         'one camera, the image preprocessing in the graph; diffusion_bc with 10 DDIM steps '

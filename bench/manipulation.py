@@ -43,13 +43,20 @@ TASKS = {
 }
 ARMS = ['image:diffusion_bc', 'image:bc', 'image:cvae_bc',
         'state:diffusion_bc', 'state:bc', 'state:cvae_bc', 'state:flow_bc', 'state:gan_bc']
-# CPU-sized settings shared by every arm where they apply (the defaults are sized for D4RL).
-SETTINGS = {'batch_size': 64, 'lr': 3e-4}
-PER_ALGO = {'diffusion_bc': {'horizon': 8, 'n_action_steps': 4},
-            'cvae_bc': {'horizon': 8, 'n_action_steps': 4}}
-# Settings every arm that has them trains with (``--set`` replaces them): diffusion policies
-# sample with an average of their weights, as Diffusion Policy does (manipulation_no_ema.md).
-RECIPE = ['inference_ema=0.995']
+# What every arm trains with: the algorithm's recipe, the one a user trains with (``dgm train
+# --config config/recipes/metaworld/<algo>.yaml``); ``--set`` changes settings over it.
+RECIPES = HERE.parent / 'config' / 'recipes' / 'metaworld'
+# The recipes' CPU sizing, shared by every run since the table's first version: a run's cache
+# name leaves it out where it is the recipe's.
+SIZING = ('batch_size', 'lr', 'horizon', 'n_action_steps')
+
+
+def recipe(algo: str) -> dict:
+    """The algorithm settings of the algorithm's recipe ({} for one without: its defaults)."""
+    import yaml
+
+    path = RECIPES / f'{algo}.yaml'
+    return dict(yaml.safe_load(path.read_text())['algo_config']) if path.is_file() else {}
 
 
 def dataset_for(task: str, demos: int, size: int, seed: int = 0) -> str:
@@ -72,14 +79,13 @@ def arm_config(arm: str, encoder: str, batch: int | None, extra: dict | None = N
     from dgm_policy_ros.training.registry import get_algorithm
 
     observation, algo = arm.split(':', 1)
-    config = {**SETTINGS, **PER_ALGO.get(algo, {})}
     fields = {f.name for f in dataclasses.fields(get_algorithm(algo).config_class)}
-    config.update({k: v for k, v in (extra or {}).items() if k in fields})
+    config = {**recipe(algo), **{k: v for k, v in (extra or {}).items() if k in fields}}
     if batch:
         config['batch_size'] = batch
     if observation == 'image':
         config['image_encoder'] = encoder
-    elif algo in ('bc', 'diffusion_bc', 'cvae_bc'):
+    elif 'use_images' in fields:
         config['use_images'] = False
     return algo, config
 
@@ -123,16 +129,18 @@ def latency(run: Path, calls: int = 200) -> dict:
 
 
 def settings_tag(arm: str, args) -> str:
-    """The ``--set`` values that apply to the arm and differ from its algorithm's defaults, as
-    a file-name part ('' for none)."""
+    """The arm's settings that differ from its algorithm's defaults, except the recipe's CPU
+    sizing and the encoder (named apart), as a file-name part ('' for none)."""
     import dataclasses
 
     from dgm_policy_ros.training.registry import get_algorithm
 
-    algo, config = arm_config(arm, args.encoder, None, args.settings)
+    algo, config = arm_config(arm, args.encoder, args.batch, args.settings)
     defaults = {f.name: f.default for f in dataclasses.fields(get_algorithm(algo).config_class)}
-    return ''.join(f'-{k}{config[k]}' for k in sorted(args.settings)
-                   if k in config and config[k] != defaults.get(k))
+    sizing = recipe(algo)
+    return ''.join(f"-{k}{str(config[k]).replace(' ', '')}" for k in sorted(config)
+                   if k not in ('image_encoder', 'use_images') and config[k] != defaults.get(k)
+                   and not (k in SIZING and config[k] == sizing.get(k)))
 
 
 def cache_path(task: str, arm: str, seed: int, steps: int, args) -> Path:
@@ -175,8 +183,9 @@ def table(args) -> str:
         'position and gripper; state: the 39-value state. Group columns: mean over the '
         "group's tasks. Training on one CPU thread; latency: one inference at batch 1, one "
         'CPU thread, ONNX Runtime through PolicyRunner.'
-        + (f' Set for the arms that have them: {json.dumps(args.settings)}.'
-           if args.settings else ''), '', *scores.lines()])
+        + " Settings: each algorithm's recipe, `config/recipes/metaworld/<algo>.yaml`"
+        + (f', with {json.dumps(args.settings)} for the arms that have them.'
+           if args.settings else '.'), '', *scores.lines()])
 
 
 def curve(args) -> int:
@@ -259,7 +268,7 @@ def main() -> int:
     parser.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
     parser.add_argument('--arms', nargs='+', default=ARMS)
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    parser.add_argument('--steps', type=int, default=5000)
+    parser.add_argument('--steps', type=int, default=3000, help="(the recipes' budget)")
     parser.add_argument('--episodes', type=int, default=50)
     parser.add_argument('--demos', type=int, default=50)
     parser.add_argument('--size', type=int, default=96)
@@ -271,9 +280,9 @@ def main() -> int:
     parser.add_argument('--workers', type=int, default=1, help='runs at a time')
     parser.add_argument('--table-only', action='store_true', help='rebuild from the cache')
     parser.add_argument('--name', help='the table, bench/results/<name>.md')
-    parser.add_argument('--set', nargs='+', default=RECIPE, metavar='KEY=VALUE', dest='pairs',
-                        help='algorithm settings for the arms that have them, recorded in the '
-                             f"cache's file names (default: {' '.join(RECIPE)})")
+    parser.add_argument('--set', nargs='+', default=[], metavar='KEY=VALUE', dest='pairs',
+                        help='algorithm settings over the recipes, for the arms that have them '
+                             "(recorded in the cache's file names)")
     parser.add_argument('--deploy', nargs='+', metavar='KEY=VALUE',
                         help='score the cached runs again with these deploy-time settings '
                              '(e.g. temperature=0)')

@@ -70,6 +70,24 @@ def test_shipped_recipes_parse():
         load_recipes('Ant-v5')
 
 
+def test_shipped_training_recipes_are_what_dgm_train_takes():
+    """config/recipes/metaworld/<algo>.yaml: whole TrainConfigs but the dataset and the run
+    folder, for the five families the manipulation benchmark trains with them."""
+    from pathlib import Path
+
+    import yaml
+
+    from dgm_policy_ros.training.trainer import TrainConfig
+
+    folder = Path(__file__).resolve().parents[1] / 'config' / 'recipes' / 'metaworld'
+    recipes = sorted(folder.glob('*.yaml'))
+    assert {p.stem for p in recipes} == {'bc', 'diffusion_bc', 'cvae_bc', 'flow_bc', 'gan_bc'}
+    for path in recipes:
+        cfg = TrainConfig.from_dict({**yaml.safe_load(path.read_text()), 'dataset': 'd',
+                                     'out': 'o'})
+        assert cfg.algo == path.stem and cfg.algorithm_config().batch_size == 64
+
+
 def test_training_options_come_from_train_config_fields():
     """Each option of ``dgm train`` is a TrainConfig field: its type, its comment as the help
     text, and only what was typed overrides the YAML config."""

@@ -64,10 +64,15 @@ def _train(name, dataset, out, steps, resume=False, **extra):
     return Trainer(cfg, resume=resume).run()
 
 
-@pytest.mark.parametrize('name', IMAGE_FAMILIES)
-def test_an_image_policy_trains_exports_and_runs_through_the_runner(name, image_dataset,
+# Diffusion Policy's own denoiser, the temporal U-Net, conditioned on the image features too.
+VARIANTS = [(name, {}) for name in IMAGE_FAMILIES] + [('diffusion_bc', {'denoiser': 'unet'})]
+
+
+@pytest.mark.parametrize('name, extra', VARIANTS,
+                         ids=[n + ''.join(f'-{v}' for v in e.values()) for n, e in VARIANTS])
+def test_an_image_policy_trains_exports_and_runs_through_the_runner(name, extra, image_dataset,
                                                                     tmp_path):
-    _train(name, image_dataset, tmp_path / 'run', 6)
+    _train(name, image_dataset, tmp_path / 'run', 6, **extra)
     algo, _, info = load_run(tmp_path / 'run')
     assert algo.spec.obs_dim == 2 and algo.spec.state_indices == (0, 2)  # the proprio choice
     assert algo.input_names()[:2] == ['obs', 'images/front']
