@@ -172,10 +172,21 @@ def measure(bag: Path, count: int, write_s: float, spec_dict: dict, steps: int) 
     episodes, report = bag_to_episodes([bag], spec(spec_dict))
     timings['bag2minari conversion (read + align)'] = time.perf_counter() - started
     assert report.steps == steps, report.to_dict()
+    if spec(spec_dict).sources()[1].is_camera:  # the same, frames decoded on one thread
+        from dgm_policy_ros.bags import reader
+
+        threads, reader.DECODE_THREADS = reader.DECODE_THREADS, 1
+        try:
+            started = time.perf_counter()
+            bag_to_episodes([bag], spec(spec_dict))
+            timings[ONE_THREAD] = time.perf_counter() - started
+        finally:
+            reader.DECODE_THREADS = threads
     return timings
 
 
 PEER = 'read + decode: rosbags AnyReader'
+ONE_THREAD = 'bag2minari conversion, frames decoded on one thread (as before 2026-12-04)'
 READ_AS_CONVERTED = ('read as bag2minari reads: ours (frames decoded to 96 px as read, '
                      'high-rate sources when used)')
 
