@@ -135,10 +135,9 @@ def read_bags(paths: list[str | Path], topics: dict[str, str], progress: bool = 
     ``progress``: a progress bar per bag (large recordings); ``keep_places``: an undecodable
     message stays in its place as ``Stamped(stamp, None)`` (still counted as dropped), so
     what is paired by order or time around it stays paired right; ``reduce``: per topic, a
-    function of each decoded message whose result (or ``Later`` work's result) is kept
-    instead of the message; ``lazy``:
-    topics whose messages are decoded when first used (``LazyStamped``, with
-    ``keep_places``)."""
+    function of each decoded message whose result (or its ``Later`` work's result) is kept
+    instead of the message; ``lazy``: topics whose messages are decoded when first used
+    (``LazyStamped``, with ``keep_places``)."""
     store = typestore()
     report = ReadReport()
     reduce = reduce or {}
