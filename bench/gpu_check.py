@@ -33,9 +33,15 @@ import numpy as np
 
 from bench.common import RESULTS, Table, machine_description, write_result
 
+# Diffusion Policy as its paper deploys it, on the camera dataset: two 96 px frames, ResNet-18,
+# the temporal U-Net at its widths (about 200 ms per inference on one CPU thread here,
+# image_latency.md): name -> (algorithm, settings).
+VARIANTS = {'diffusion_policy_images': ('diffusion_bc', {
+    'image_encoder': 'resnet18', 'denoiser': 'unet', 'hidden': [256, 512, 1024],
+    'n_obs_steps': 2, 'batch_size': 8})}
 FAMILIES = ['bc', 'td3bc', 'bcq', 'cvae_bc', 'gan_bc', 'flow_bc', 'dt', 'diffusion_bc', 'idql',
-            'diffusion_ql', 'wm_ensemble']
-OBS, ACT = 6, 2
+            'diffusion_ql', 'wm_ensemble', *VARIANTS]
+OBS, ACT, PX = 6, 2, 96
 
 
 def versions(dry_run: bool) -> dict[str, str]:
@@ -65,8 +71,9 @@ def versions(dry_run: bool) -> dict[str, str]:
     return out
 
 
-def synthetic_dataset(dataset_id: str) -> None:
-    """A small random-walk dataset (the check needs graphs, not good policies)."""
+def synthetic_dataset(dataset_id: str, images: bool = False) -> None:
+    """A small random-walk dataset (the check needs graphs, not good policies); ``images``:
+    with a camera of random frames."""
     import gymnasium as gym
 
     from dgm_policy_ros.data.episodes import Episode
@@ -82,20 +89,25 @@ def synthetic_dataset(dataset_id: str) -> None:
         done = np.zeros(steps, bool)
         trunc = done.copy()
         trunc[-1] = True
-        episodes.append(Episode(i, obs, act, rew, done, trunc))
-    write_dataset(dataset_id, episodes,
-                  observation_space=gym.spaces.Box(-np.inf, np.inf, (OBS,), np.float32),
+        frames = {'front': rng.integers(0, 256, (steps + 1, PX, PX, 3), np.uint8)}
+        episodes.append(Episode(i, obs, act, rew, done, trunc, frames if images else None))
+    space = {} if images else {
+        'observation_space': gym.spaces.Box(-np.inf, np.inf, (OBS,), np.float32)}
+    write_dataset(dataset_id, episodes, **space,
                   action_space=gym.spaces.Box(-1.0, 1.0, (ACT,), np.float32), overwrite=True)
 
 
 def make_bundle(name: str, work: Path, dataset: str, steps: int) -> tuple[Path, Path]:
-    """(run folder, bundle) of ``name`` at its default sizes, trained ``steps`` steps."""
+    """(run folder, bundle) of ``name`` (a family at its default sizes, or a variant),
+    trained ``steps`` steps."""
     from dgm_policy_ros.export.onnx_export import export_bundle
     from dgm_policy_ros.training.trainer import TrainConfig, Trainer
 
+    algo, settings = VARIANTS.get(name, (name, {}))
     run = work / 'runs' / name
-    Trainer(TrainConfig(algo=name, dataset=dataset, out=str(run), steps=steps, eval_every=-1,
-                        checkpoint_every=steps, tensorboard=False, progress=False)).run()
+    Trainer(TrainConfig(algo=algo, dataset=dataset, out=str(run), steps=steps, eval_every=-1,
+                        checkpoint_every=steps, tensorboard=False, progress=False,
+                        algo_config=settings)).run()
     return run, export_bundle(run, work / 'bundles' / name, overwrite=True)
 
 
@@ -163,6 +175,10 @@ def parity(bundle: Path, backend: str, precision: str, rng: np.random.Generator)
 
     loaded = load_bundle(bundle)
     obs = rng.normal(0, 1, (64, loaded.obs_size)).astype(np.float32)
+    if loaded.image_inputs:  # random frames (or windows of them) beside the observations
+        shapes = {i['name']: tuple(i['shape'][1:]) for i in loaded.manifest['inputs']}
+        obs = {'obs': obs, **{name: rng.integers(0, 256, (64, *shapes[name]), np.uint8)
+                              for name in loaded.image_inputs}}
     if loaded.manifest['kind'] == 'world_model':
         action = rng.uniform(-1, 1, (64, loaded.act_size)).astype(np.float32)
         outs = [WorldModelRunner(bundle, backend=b, seed=0).predict(obs, action)[0]
@@ -215,7 +231,7 @@ def latencies(run: Path, bundle: Path, dry_run: bool, calls: int) -> dict[str, s
     module = algo.export_module().eval()
     rng = np.random.default_rng(0)
     zero = runner.zero_inputs()
-    arrays = [zero] if runner.history is None else [zero[n] for n in loaded.input_names]
+    arrays = [zero[n] for n in loaded.input_names] if isinstance(zero, dict) else [zero]
     feeds = [torch.from_numpy(a).to(device) for a in arrays]
     noise = [torch.from_numpy(n).to(device) for n in algo.draw_noise(1, rng)]
 
@@ -258,6 +274,8 @@ def main(argv=None) -> int:
     report: dict[str, Any] = {'versions': versions(args.dry_run), 'families': {}}
     print(json.dumps(report['versions'], indent=2), flush=True)
     synthetic_dataset('check/synthetic/random-v0')
+    if any(name in VARIANTS for name in args.families):
+        synthetic_dataset('check/synthetic/images-v0', images=True)
     backend = 'onnxruntime-cpu' if args.dry_run else 'tensorrt'
     rng = np.random.default_rng(0)
     guard = stand_in_engines() if args.dry_run else contextlib.nullcontext()
@@ -265,7 +283,8 @@ def main(argv=None) -> int:
         for name in args.families:
             row: dict[str, Any] = {}
             try:
-                run, bundle = make_bundle(name, work, 'check/synthetic/random-v0', args.steps)
+                dataset = 'check/synthetic/' + ('images-v0' if name in VARIANTS else 'random-v0')
+                run, bundle = make_bundle(name, work, dataset, args.steps)
                 for precision in ('fp32', 'fp16'):
                     row[f'{precision} cache'] = engine_cache_checks(bundle, precision)
                     error = parity(bundle, backend, precision, rng)
