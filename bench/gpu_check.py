@@ -34,8 +34,8 @@ import numpy as np
 from bench.common import RESULTS, Table, machine_description, write_result
 
 # Diffusion Policy as its paper deploys it, on the camera dataset: two 96 px frames, ResNet-18,
-# the temporal U-Net at its widths (about 200 ms per inference on one CPU thread here,
-# image_latency.md): name -> (algorithm, settings).
+# the temporal U-Net at its widths (too slow for one CPU thread: image_latency.md):
+# name -> (algorithm, settings).
 VARIANTS = {'diffusion_policy_images': ('diffusion_bc', {
     'image_encoder': 'resnet18', 'denoiser': 'unet', 'hidden': [256, 512, 1024],
     'n_obs_steps': 2, 'batch_size': 8})}
