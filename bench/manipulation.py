@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 from concurrent.futures import ThreadPoolExecutor
+import functools
 import json
 from pathlib import Path
 import shutil
@@ -51,12 +52,26 @@ RECIPES = HERE.parent / 'config' / 'recipes' / 'metaworld'
 SIZING = ('batch_size', 'lr', 'horizon', 'n_action_steps')
 
 
-def recipe(algo: str) -> dict:
-    """The algorithm settings of the algorithm's recipe ({} for one without: its defaults)."""
+@functools.cache
+def recipe_file(algo: str) -> dict:
+    """The algorithm's recipe as written ({} for an algorithm without one)."""
     import yaml
 
     path = RECIPES / f'{algo}.yaml'
-    return dict(yaml.safe_load(path.read_text())['algo_config']) if path.is_file() else {}
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
+
+
+def recipe(algo: str) -> dict:
+    """The algorithm settings of the algorithm's recipe ({} for one without: its defaults)."""
+    return dict(recipe_file(algo).get('algo_config', {}))
+
+
+def recipes_budget() -> int:
+    """The training steps the recipes declare (the same in every one)."""
+    budgets = {recipe_file(p.stem)['steps'] for p in RECIPES.glob('*.yaml')}
+    if len(budgets) != 1:
+        raise SystemExit(f'the recipes in {RECIPES} declare different budgets: {budgets}')
+    return budgets.pop()
 
 
 def dataset_for(task: str, demos: int, size: int, seed: int = 0) -> str:
@@ -268,7 +283,8 @@ def main() -> int:
     parser.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
     parser.add_argument('--arms', nargs='+', default=ARMS)
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    parser.add_argument('--steps', type=int, default=3000, help="(the recipes' budget)")
+    parser.add_argument('--steps', type=int, default=recipes_budget(),
+                        help="(default: the recipes' budget)")
     parser.add_argument('--episodes', type=int, default=50)
     parser.add_argument('--demos', type=int, default=50)
     parser.add_argument('--size', type=int, default=96)

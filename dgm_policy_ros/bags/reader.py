@@ -218,8 +218,10 @@ def _messages(topic: str, items: list, kind: str, store, report: ReadReport, kee
             messages.append(LazyStamped(stamp, data, context))
             report.read[topic] += 1
             continue
-        msg = (data.result() if isinstance(data, Future) else data) if reduced else \
-            _deserialize(store, data, msgtype)
+        if not reduced:
+            msg = _deserialize(store, data, msgtype)
+        else:  # reduced as read, or by a decoding thread
+            msg = data.result() if isinstance(data, Future) else data
         if msg is _Undecodable:
             report.drop(topic, 'undecodable')
             if keep_places:

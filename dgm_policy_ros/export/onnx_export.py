@@ -110,13 +110,13 @@ FP32_CHOICE_ROWS_OFF = 0.05
 
 
 def check_fp32_parity(rows: np.ndarray, atol: float, chooses: bool, what: str,
-                      scales: np.ndarray | None = None, rtol: float = PARITY_RTOL
+                      scales: np.ndarray | float = 0.0, rtol: float = PARITY_RTOL
                       ) -> tuple[float, dict[str, Any]]:
     """The fp32 graph's error on the rows where it acts as torch does (within ``atol`` plus
     ``rtol`` times the row's ``scales``, its largest torch output), and how many rows it acts
     otherwise on; an ExportError when those are more than a choosing policy's near ties
     explain (any, for a policy that does not choose)."""
-    off = rows > atol + rtol * (np.zeros_like(rows) if scales is None else scales)
+    off = rows > atol + rtol * np.asarray(scales)
     allowed = int(FP32_CHOICE_ROWS_OFF * len(rows)) if chooses else 0
     if off.sum() > allowed:
         raise ExportError(f'ONNX Runtime differs from torch by up to {rows.max():.3g} '
