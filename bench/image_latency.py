@@ -18,6 +18,7 @@ import sys
 import tempfile
 
 from bench.common import Table, ensure_run, runner_latency, write_result
+from bench.manipulation import recipe
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE.parent / 'runs' / 'image_latency'
@@ -59,10 +60,9 @@ def main() -> int:
                 diffusion = algo == 'diffusion_bc'
                 for label, denoiser in (DENOISERS.items() if diffusion else [('–', {})]):
                     for window in ([1, 2] if diffusion else [1]):
-                        config = {'image_encoder': encoder, 'batch_size': 8, **denoiser,
-                                  **({'n_obs_steps': window} if window > 1 else {}),
-                                  **({'horizon': 8, 'n_action_steps': 4}
-                                     if algo in ('diffusion_bc', 'cvae_bc') else {})}
+                        # The recipe's chunk sizes; a small batch: the weights are not scored.
+                        config = {**recipe(algo), 'image_encoder': encoder, 'batch_size': 8,
+                                  **denoiser, **({'n_obs_steps': window} if window > 1 else {})}
                         tag = label.replace(' ', '').replace('/', '-')
                         run = RUNS / f'{algo}-{tag}-{encoder}-px{size}-k{window}'
                         ensure_run(run, dataset, 2, 0, algo, config)
