@@ -317,6 +317,19 @@ def test_inference_samples_the_averaged_denoiser():
     assert _make('idql').averaged_denoiser is None  # off by default: the trained weights sample
 
 
+@pytest.mark.parametrize('name', ['diffusion_bc', 'cvae_bc'])
+def test_chunk_padding_is_left_out_or_learned_as_configured(name):
+    sampler = _make(name, horizon=8, n_action_steps=4).make_sampler(_episodes(steps=10), seed=0)
+    batch = to_tensors(sampler.starting_at(np.array([6, 9])))  # chunks past the episode's end
+    _, chunk, mask = _make(name, horizon=8, n_action_steps=4).chunk_targets(batch, observe=False)
+    assert mask.view(2, 8, 2)[:, :, 0].tolist() == [[1] * 4 + [0] * 4, [1] + [0] * 7]
+    repeated = chunk.view(2, 8, 2)
+    assert torch.equal(repeated[1], repeated[1, :1].expand(8, 2))  # the last action, repeated
+    _, _, learned = _make(name, horizon=8, n_action_steps=4,
+                          learn_padding=True).chunk_targets(batch, observe=False)
+    assert bool((learned == 1).all())
+
+
 @pytest.mark.parametrize('name,noise', [('idql', 'candidate_noise'),
                                         ('diffusion_bc', 'initial_noise')])
 def test_diffusion_temperature_scales_the_initial_noise_at_deploy_time(name, noise,

@@ -113,6 +113,9 @@ class ChunkConfig(AlgoConfig):
 
     horizon: int = 4  # actions per chunk (H)
     n_action_steps: int = 2  # actions executed per inference
+    # Chunks that run past an episode's end hold its last action repeated; true trains on those
+    # entries too (Diffusion Policy's and LeRobot's default), false leaves them out of the loss.
+    learn_padding: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -361,8 +364,9 @@ class ChunkedAlgorithm(Algorithm):
             if observe else None
         chunk = self.unit_actions(batch['actions'])  # (B, H, A)
         b, h, a = chunk.shape
-        mask = batch['action_mask'].unsqueeze(-1).expand(b, h, a).reshape(b, h * a)
-        return obs, chunk.reshape(b, h * a), mask
+        mask = torch.ones_like(chunk) if self.cfg.learn_padding else \
+            batch['action_mask'].unsqueeze(-1).expand(b, h, a)
+        return obs, chunk.reshape(b, h * a), mask.reshape(b, h * a)
 
 
 class ExportModule(nn.Module):
