@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from bench.common import Table, write_result
-from bench.manipulation import RUNS, TASKS, cache_path, dataset_for
+from bench.manipulation import RUNS, TASKS, cache_path, dataset_for, parse_arguments
 
 GOAL = slice(36, 39)  # MetaWorld's 39-value state ends with the goal position
 FIT_EPISODES = 40
@@ -53,11 +53,8 @@ def main() -> int:
     parser.add_argument('--task', default='reach-v3', choices=list(TASKS))
     parser.add_argument('--arms', nargs='+', default=['image:bc', 'image:diffusion_bc'])
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    parser.add_argument('--steps', type=int, default=3000)
     args = parser.parse_args()
-    # The table's runs: bench.manipulation's defaults, each algorithm's recipe.
-    runs = argparse.Namespace(encoder='conv', demos=50, size=96, episodes=50, batch=None,
-                              settings={})
+    runs = parse_arguments([])  # the table's runs: its defaults, each algorithm's recipe
 
     import torch
 
@@ -72,7 +69,7 @@ def main() -> int:
                  'probe error cm (averaged encoder)', 'mean goal error cm', echo=True)
     for arm in args.arms:
         for seed in args.seeds:
-            path = cache_path(args.task, arm, seed, args.steps, runs)
+            path = cache_path(args.task, arm, seed, runs.steps, runs)
             if not path.is_file():
                 continue
             algo, _, _ = load_run(RUNS / args.task / path.stem)
@@ -90,7 +87,7 @@ def main() -> int:
         'crop) to the goal position, fitted on every third frame of the first '
         f'{FIT_EPISODES} of {len(episodes)} demonstrations and scored on the rest (median '
         "error); 'mean goal': predicting the fitted demonstrations' mean goal. Runs: "
-        f"`bench.manipulation`'s cache, {args.steps} steps, each algorithm's recipe.", '',
+        f"`bench.manipulation`'s cache, {runs.steps} steps, each algorithm's recipe.", '',
         *rows.lines()])
     write_result('goal_probe', 'Camera policies: does the image encoder locate the goal?', body)
     return 0

@@ -278,7 +278,8 @@ def deploy(args) -> int:
     return 0
 
 
-def main() -> int:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``[]``: the table's defaults, for scripts that read its cache)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
     parser.add_argument('--arms', nargs='+', default=ARMS)
@@ -302,8 +303,13 @@ def main() -> int:
     parser.add_argument('--deploy', nargs='+', metavar='KEY=VALUE',
                         help='score the cached runs again with these deploy-time settings '
                              '(e.g. temperature=0)')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.settings = key_values(args.pairs)
+    return args
+
+
+def main() -> int:
+    args = parse_arguments()
     if args.deploy:
         return deploy(args)
     if args.curve:
