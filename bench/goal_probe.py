@@ -73,6 +73,8 @@ def main() -> int:
             if not path.is_file():
                 continue
             algo, _, _ = load_run(RUNS / args.task / path.stem)
+            if algo.vision is None:
+                raise SystemExit(f'{arm} sees no camera: the probe reads image encoders')
             encoders = [algo.vision]
             averaged = getattr(algo, 'inference_vision', None)
             if averaged is not None and averaged is not algo.vision:
