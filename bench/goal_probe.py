@@ -26,15 +26,15 @@ FIT_EPISODES = 40
 RIDGE = 1e-2
 
 
-def goal_errors(encoder, episodes) -> tuple[float, float]:
-    """Median held-out goal error (m) of a ridge probe on ``encoder``'s features, and of the
-    training demonstrations' mean goal."""
+def goal_errors(encoder, camera: str, episodes) -> tuple[float, float]:
+    """Median held-out goal error (m) of a ridge probe on ``encoder``'s features of
+    ``camera``'s frames, and of the training demonstrations' mean goal."""
     import torch
 
     features, goals, which = [], [], []
     with torch.no_grad():
         for i, episode in enumerate(episodes):
-            frames = next(iter(episode.images.values()))[:-1:3]
+            frames = episode.images[camera][:-1:3]
             features.append(encoder(torch.from_numpy(np.ascontiguousarray(frames))).numpy())
             goals.append(episode.observations[:-1:3, GOAL])
             which.append(np.full(len(frames), i))
@@ -79,7 +79,8 @@ def main() -> int:
             averaged = getattr(algo, 'inference_vision', None)
             if averaged is not None and averaged is not algo.vision:
                 encoders.append(averaged)
-            errors = [goal_errors(vision.encoders[0].eval(), episodes) for vision in encoders]
+            errors = [goal_errors(vision.encoders[0].eval(), vision.cameras[0], episodes)
+                      for vision in encoders]
             success = 100 * json.loads(path.read_text())['success_rate']
             rows.add(arm, seed, f'{success:.0f}', f'{100 * errors[0][0]:.1f}',
                      f'{100 * errors[1][0]:.1f}' if len(errors) > 1 else '–',

@@ -176,8 +176,8 @@ def parity(bundle: Path, backend: str, precision: str, rng: np.random.Generator)
     loaded = load_bundle(bundle)
     obs = rng.normal(0, 1, (64, loaded.obs_size)).astype(np.float32)
     if loaded.image_inputs:  # random frames (or windows of them) beside the observations
-        shapes = {i['name']: tuple(i['shape'][1:]) for i in loaded.manifest['inputs']}
-        obs = {'obs': obs, **{name: rng.integers(0, 256, (64, *shapes[name]), np.uint8)
+        obs = {'obs': obs, **{name: rng.integers(0, 256, (64, *loaded.input_shapes[name]),
+                                                  np.uint8)
                               for name in loaded.image_inputs}}
     if loaded.manifest['kind'] == 'world_model':
         action = rng.uniform(-1, 1, (64, loaded.act_size)).astype(np.float32)

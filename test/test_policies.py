@@ -319,9 +319,10 @@ def test_inference_samples_the_averaged_denoiser():
 
 @pytest.mark.parametrize('name', ['diffusion_bc', 'cvae_bc'])
 def test_chunk_padding_is_left_out_or_learned_as_configured(name):
-    sampler = _make(name, horizon=8, n_action_steps=4).make_sampler(_episodes(steps=10), seed=0)
+    algo = _make(name, horizon=8, n_action_steps=4)
+    sampler = algo.make_sampler(_episodes(steps=10), seed=0)
     batch = to_tensors(sampler.starting_at(np.array([6, 9])))  # chunks past the episode's end
-    _, chunk, mask = _make(name, horizon=8, n_action_steps=4).chunk_targets(batch, observe=False)
+    _, chunk, mask = algo.chunk_targets(batch, observe=False)
     assert mask.view(2, 8, 2)[:, :, 0].tolist() == [[1] * 4 + [0] * 4, [1] + [0] * 7]
     repeated = chunk.view(2, 8, 2)
     assert torch.equal(repeated[1], repeated[1, :1].expand(8, 2))  # the last action, repeated

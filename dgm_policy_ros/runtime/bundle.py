@@ -117,6 +117,11 @@ class Bundle:
         return [i['name'] for i in self.manifest['inputs'] if i['name'] not in noise]
 
     @property
+    def input_shapes(self) -> dict[str, tuple]:
+        """Every graph input's shape after the batch dimension, by name."""
+        return {i['name']: tuple(i['shape'][1:]) for i in self.manifest['inputs']}
+
+    @property
     def image_inputs(self) -> dict[str, tuple[int, int, int]]:
         """Camera inputs, ``images/<camera>`` -> (H, W, C) of its uint8 frames (a history
         window of them is (K, H, W, C) after the batch dimension in the graph)."""

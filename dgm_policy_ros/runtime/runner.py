@@ -104,7 +104,7 @@ class PolicyRunner:
         spec = self.bundle.history
         self.history = HistoryBuffer(spec, self.bundle.obs_size, self.bundle.act_size,
                                      target_return, self.bundle.image_inputs) if spec else None
-        self._shapes = {i['name']: tuple(i['shape'][1:]) for i in self.bundle.manifest['inputs']}
+        self._shapes = self.bundle.input_shapes
         self.max_obs_sigma = float(max_obs_sigma)
         self._obs_mean, self._obs_scale = self._training_range()
 
